@@ -1,0 +1,259 @@
+"""The real CLI path: tools/train.py -> tools/test.py -> --resume, DDP,
+checkpoint safety and clear errors for bad input."""
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from vovdet.utils import UnsafeCheckpointError, safe_load_checkpoint
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO = osp.join(ROOT, 'configs', 'vovnet19slim_maskrcnn_shapes.py')
+
+
+def tiny_config(tmp_path, data_root, max_iters, extra=None):
+    """The demo config shrunk to a few iterations on 96 px images."""
+    cfg = Config.fromfile(DEMO)
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+             end=2)
+    ]
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = data_root
+        for t in loader.dataset.pipeline:
+            if t['type'] == 'Resize':
+                t['scale'] = (96, 96)
+    ann = osp.join(data_root, 'annotations', 'instances_val.json')
+    cfg.val_evaluator.ann_file = ann
+    cfg.test_evaluator.ann_file = ann
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.max_keep_ckpts = -1
+    cfg.log_processor.window_size = 1
+    # an untrained model scores every class below the default 0.05
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    cfg.merge_from_dict(extra or {})
+    path = str(tmp_path / f'tiny_{max_iters}.py')
+    cfg.dump(path)
+    return path
+
+
+def run_tool(args, cwd=ROOT, env=None, check=True):
+    proc = subprocess.run(
+        [sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+        env=dict(os.environ, **(env or {})), timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
+            f'{proc.stderr[-5000:]}')
+    return proc
+
+
+def logged_iters(work_dir):
+    iters = []
+    for folder, _, files in os.walk(work_dir):
+        if 'scalars.json' in files:
+            with open(osp.join(folder, 'scalars.json')) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if 'loss' in rec:
+                        iters.append(rec['iter'])
+    return sorted(iters)
+
+
+PROBE = '''
+import torch
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ResumeProbeHook(Hook):
+    """Record the state the runner starts training from."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def before_train(self, runner):
+        torch.save(dict(iter=runner.iter,
+                        optimizer=runner.optim_wrapper.state_dict()),
+                   self.out)
+'''
+
+
+def test_train_test_resume_roundtrip(tmp_path, shapes_root):
+    work = str(tmp_path / 'work')
+    # 1) train 2 iterations -> iter_2.pth
+    cfg2 = tiny_config(tmp_path, shapes_root, 2)
+    run_tool(['tools/train.py', cfg2, '--work-dir', work])
+    ckpt2 = osp.join(work, 'iter_2.pth')
+    assert osp.isfile(ckpt2)
+    # written checkpoints load under weights_only=True (no globals needed
+    # beyond the allow-list), and carry optimizer and iteration state
+    state = safe_load_checkpoint(ckpt2)
+    assert state['meta']['iter'] == 2 and 'optimizer' in state
+    assert logged_iters(work) == [1, 2]
+
+    # 2) test the checkpoint: COCO metrics come back, predictions dumped
+    out = str(tmp_path / 'preds.pkl')
+    proc = run_tool(['tools/test.py', cfg2, ckpt2, '--work-dir', work,
+                     '--out', out])
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 4 and 'pred_instances' in preds[0]
+
+    # 3) resume to 4 iterations: starts at iter 2 with the saved optimizer
+    probe_dir = tmp_path / 'probe'
+    probe_dir.mkdir()
+    (probe_dir / 'resume_probe.py').write_text(PROBE)
+    probe_out = str(tmp_path / 'probe.pth')
+    cfg4 = tiny_config(
+        tmp_path, shapes_root, 4,
+        extra=dict(
+            custom_imports=dict(
+                imports=['vovdet', 'resume_probe'],
+                allow_failed_imports=False),
+            custom_hooks=[dict(type='ResumeProbeHook', out=probe_out)]))
+    before = set(os.listdir(work))
+    run_tool(['tools/train.py', cfg4, '--work-dir', work, '--resume'],
+             env=dict(PYTHONPATH=f'{probe_dir}{os.pathsep}' +
+                      os.environ.get('PYTHONPATH', '')))
+    probe = torch.load(probe_out, weights_only=False)
+    assert probe['iter'] == 2
+    saved = state['optimizer']['state']
+    assert saved, 'SGD momentum buffers are expected in the checkpoint'
+    for key, buf in saved.items():
+        torch.testing.assert_close(probe['optimizer']['state'][key]
+                                   ['momentum_buffer'], buf['momentum_buffer'])
+    new_runs = [d for d in set(os.listdir(work)) - before
+                if osp.isdir(osp.join(work, d))]
+    assert len(new_runs) == 1
+    assert logged_iters(osp.join(work, new_runs[0])) == [3, 4]
+    assert safe_load_checkpoint(osp.join(work, 'iter_4.pth'))['meta'][
+        'iter'] == 4
+
+
+class Evil:
+
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_checkpoint_with_arbitrary_object_is_refused(tmp_path):
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={}, meta=dict(payload=Evil())), path)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        safe_load_checkpoint(path)
+    assert 'evil.pth' in str(err.value) and 'system' in str(err.value)
+    # mmengine's own loader (used by load_from/resume) goes through it too
+    from mmengine.runner import CheckpointLoader
+    with pytest.raises(UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(path)
+
+
+class AttributeEscape:
+    """Reaches past the allow-listed HistoryBuffer statistics."""
+
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_getattr_is_limited_to_history_buffer_statistics(tmp_path):
+    path = str(tmp_path / 'escape.pth')
+    torch.save(dict(meta=dict(x=AttributeEscape())), path)
+    with pytest.raises(UnsafeCheckpointError, match='escape.pth'):
+        safe_load_checkpoint(path)
+
+
+def test_test_tool_refuses_unsafe_checkpoint(tmp_path, shapes_root):
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={}, meta=dict(payload=Evil())), path)
+    cfg = tiny_config(tmp_path, shapes_root, 2)
+    proc = run_tool(['tools/test.py', cfg, path, '--work-dir',
+                     str(tmp_path / 'w')], check=False)
+    assert proc.returncode == 1
+    assert 'refusing to load' in proc.stderr and 'pwned' not in proc.stdout
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    good = str(tmp_path / 'good.pth')
+    torch.save(dict(state_dict={'w': torch.ones(1000)}), good)
+    with open(good, 'rb') as f:
+        data = f.read()
+    bad = str(tmp_path / 'bad.pth')
+    with open(bad, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(RuntimeError, match='bad.pth'):
+        safe_load_checkpoint(bad)
+
+
+def test_missing_coco_fails_fast_with_instructions(tmp_path):
+    proc = run_tool([
+        osp.join(ROOT, 'tools', 'train.py'),
+        osp.join(ROOT, 'configs', 'vovnet39_maskrcnn_coco.py')
+    ], cwd=str(tmp_path), check=False)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    assert 'data/coco/annotations/instances_train2017.json' in proc.stderr
+    assert 'train_dataloader.dataset.data_root' in proc.stderr
+
+
+def test_malformed_annotation_names_the_file(tmp_path, shapes_root):
+    import shutil
+    root = str(tmp_path / 'shapes')
+    shutil.copytree(shapes_root, root)
+    ann = osp.join(root, 'annotations', 'instances_train.json')
+    with open(ann, 'w') as f:
+        f.write('{"images": [')
+    cfg = tiny_config(tmp_path, root, 2)
+    proc = run_tool(['tools/train.py', cfg, '--work-dir',
+                     str(tmp_path / 'w')], check=False)
+    assert proc.returncode == 1
+    assert 'instances_train.json' in proc.stderr
+    assert 'not valid JSON' in proc.stderr
+
+
+def test_corrupt_image_names_the_file(tmp_path, shapes_root):
+    import shutil
+    root = str(tmp_path / 'shapes')
+    shutil.copytree(shapes_root, root)
+    with open(osp.join(root, 'annotations', 'instances_val.json')) as f:
+        first = json.load(f)['images'][0]['file_name']
+    with open(osp.join(root, first), 'wb') as f:
+        f.write(b'this is not a jpeg')
+    from mmdet.registry import TRANSFORMS
+    import vovdet  # noqa: F401
+    load = TRANSFORMS.build(dict(type='LoadImageFromFile'))
+    with pytest.raises(Exception) as err:
+        load(dict(img_path=osp.join(root, first)))
+    assert first.split('/')[-1] in str(err.value)
+
+
+def test_two_process_cpu_ddp_trains(tmp_path, shapes_root):
+    work = str(tmp_path / 'ddp')
+    cfg = tiny_config(tmp_path, shapes_root, 2)
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PYTHON=sys.executable, PORT='29533',
+                 OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+    log = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in log
+    assert "'world_size': 2" in log or 'world_size: 2' in log or \
+        'GPU number: 2' in log

@@ -1,0 +1,1 @@
+"""Library side of the command-line tools (the tools only call these)."""

@@ -1,0 +1,7 @@
+from .shapes import (SHAPES_CLASSES, SHAPES_PALETTE, generate_shapes_dataset,
+                     shapes_dataset_ready)
+
+__all__ = [
+    'SHAPES_CLASSES', 'SHAPES_PALETTE', 'generate_shapes_dataset',
+    'shapes_dataset_ready'
+]

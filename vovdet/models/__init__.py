@@ -1,0 +1,4 @@
+"""Models registered into MMDetection's ``MODELS`` registry."""
+from .backbones import *  # noqa: F401,F403
+from .layers import *  # noqa: F401,F403
+from .necks import *  # noqa: F401,F403

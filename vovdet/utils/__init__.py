@@ -1,0 +1,14 @@
+from .checkpoint import (UnsafeCheckpointError, install_safe_checkpoint_loader,
+                         register_safe_globals, safe_load_checkpoint)
+from .data_check import (DatasetNotFoundError, MalformedAnnotationError,
+                         check_dataset_files)
+from .dist import adapt_dist_cfg_for_device, init_cpu_distributed
+from .fileio import AtomicLocalBackend, atomic_write
+
+__all__ = [
+    'UnsafeCheckpointError', 'install_safe_checkpoint_loader',
+    'register_safe_globals', 'safe_load_checkpoint', 'DatasetNotFoundError',
+    'MalformedAnnotationError',
+    'check_dataset_files', 'adapt_dist_cfg_for_device',
+    'init_cpu_distributed', 'AtomicLocalBackend', 'atomic_write'
+]

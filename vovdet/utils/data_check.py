@@ -1,0 +1,108 @@
+"""Fail fast, with a useful message, when a config's dataset is missing.
+
+mmengine builds datasets lazily deep inside the runner, so a missing
+``data/coco`` would otherwise surface as a long traceback minutes into a
+run. :func:`check_dataset_files` is called by ``tools/train.py`` and
+``tools/test.py`` before the runner is built.
+"""
+import json
+import os.path as osp
+from typing import Iterator, List, Tuple
+
+from mmengine.config import Config, ConfigDict
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset file or folder named by the config does not exist."""
+
+
+class MalformedAnnotationError(ValueError):
+    """An annotation file exists but cannot be read as annotations."""
+
+
+def _iter_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+    """Yield leaf dataset configs, looking through dataset wrappers."""
+    if 'dataset' in cfg:
+        yield from _iter_datasets(cfg.dataset)
+    elif 'datasets' in cfg:
+        for sub in cfg.datasets:
+            yield from _iter_datasets(sub)
+    else:
+        yield cfg
+
+
+def _join(root, path):
+    if not path or osp.isabs(path) or '://' in str(path):
+        return path
+    return osp.join(root or '', path)
+
+
+def _expected_paths(ds: ConfigDict) -> List[Tuple[str, str]]:
+    """``(kind, path)`` pairs a dataset config needs on disk."""
+    root = ds.get('data_root', '') or ''
+    prefix = ds.get('data_prefix', {}) or {}
+    paths = []
+    ann_file = ds.get('ann_file', '')
+    if ann_file:
+        paths.append(('annotation file', _join(root, ann_file)))
+    if 'sub_data_root' in prefix:
+        paths.append(('image folder', _join(root, prefix['sub_data_root'])))
+    elif prefix.get('img'):
+        paths.append(('image folder', _join(root, prefix['img'])))
+    return paths
+
+
+def _check_coco_json(path: str) -> None:
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MalformedAnnotationError(
+            f"annotation file '{path}' is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise MalformedAnnotationError(
+            f"annotation file '{path}' must hold a JSON object with "
+            'images/annotations/categories')
+    missing = [k for k in ('images', 'annotations', 'categories')
+               if k not in data]
+    if missing:
+        raise MalformedAnnotationError(
+            f"annotation file '{path}' is not in COCO format: missing "
+            f"key(s) {', '.join(missing)}")
+
+
+def check_dataset_files(cfg: Config,
+                        splits=('train', 'val', 'test')) -> None:
+    """Check that every dataset the config will read exists on disk.
+
+    Args:
+        cfg (Config): A full mmdet config.
+        splits (Sequence[str]): Which ``{split}_dataloader`` entries to check.
+
+    Raises:
+        DatasetNotFoundError: A file or folder is missing; the message names
+            it, the config key holding it and how to point elsewhere.
+        MalformedAnnotationError: A COCO annotation file is not valid COCO
+            JSON; the message names the file.
+    """
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader or 'dataset' not in loader:
+            continue
+        for ds in _iter_datasets(loader.dataset):
+            for kind, path in _expected_paths(ds):
+                if not path or '://' in str(path):
+                    continue
+                if not osp.exists(path):
+                    root = ds.get('data_root', '') or '(none)'
+                    raise DatasetNotFoundError(
+                        f"{split} {kind} not found: '{path}'. The config "
+                        f"expects the {ds.get('type', 'dataset')} data "
+                        f"under data_root '{root}' (relative to the "
+                        'current directory). Put or symlink the data there, '
+                        'or point the config elsewhere, e.g. --cfg-options '
+                        f'{split}_dataloader.dataset.data_root=/path/to/'
+                        'data/ (and val_evaluator.ann_file/'
+                        'test_evaluator.ann_file for COCO metrics).')
+                if kind == 'annotation file' and path.endswith('.json'):
+                    _check_coco_json(path)
