@@ -9,8 +9,8 @@ from vovdet.datasets import generate_shapes_dataset, shapes_dataset_ready
 
 DEMO_CONFIG = 'configs/vovnet19slim_maskrcnn_shapes.py'
 # The demo's data set; tests use smaller ones.
-DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, max_objects=4,
-                 min_radius=14, max_radius=48, seed=0)
+DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, min_objects=2,
+                 max_objects=6, min_radius=12.0, max_radius=40.0, seed=0)
 
 
 def ensure_shapes_data(data_root: str, **kwargs) -> None:

@@ -72,8 +72,8 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def render_image(rng: np.random.Generator, size: int, max_objects: int,
-                 min_radius: float, max_radius: float
+def render_image(rng: np.random.Generator, size: int, min_objects: int,
+                 max_objects: int, min_radius: float, max_radius: float
                  ) -> Tuple[np.ndarray, List[Dict]]:
     """Render one image and its instances.
 
@@ -88,7 +88,7 @@ def render_image(rng: np.random.Generator, size: int, max_objects: int,
         ``polygons`` (list of flat [x, y, ...] lists) and ``area``.
     """
     img = _background(rng, size)
-    num = int(rng.integers(1, max_objects + 1))
+    num = int(rng.integers(min_objects, max_objects + 1))
     drawn = []
     for _ in range(num):
         for _attempt in range(10):
@@ -165,6 +165,7 @@ def generate_shapes_dataset(out_dir: str,
                             num_train: int = 400,
                             num_val: int = 100,
                             image_size: int = 192,
+                            min_objects: int = 1,
                             max_objects: int = 4,
                             min_radius: float = 14,
                             max_radius: float = 48,
@@ -176,7 +177,9 @@ def generate_shapes_dataset(out_dir: str,
         num_train (int): Training images (COCO ``train``, VOC ``trainval``).
         num_val (int): Held-out images (COCO ``val``, VOC ``test``).
         image_size (int): Square image side in pixels.
-        max_objects (int): Maximum shapes per image (at least one is drawn).
+        min_objects (int): Minimum shapes drawn per image (placement may
+            drop one that overlaps too much; at least one is always drawn).
+        max_objects (int): Maximum shapes per image.
         min_radius (float): Smallest shape radius in pixels.
         max_radius (float): Largest shape radius in pixels.
         seed (int): Seed of the random generator.
@@ -187,6 +190,9 @@ def generate_shapes_dataset(out_dir: str,
     """
     if num_train < 1 or num_val < 1:
         raise ValueError('num_train and num_val must be positive')
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f'need 1 <= min_objects <= max_objects, got '
+                         f'{min_objects} and {max_objects}')
     if not 2 * max_radius < image_size:
         raise ValueError(f'max_radius {max_radius} does not fit an image of '
                          f'{image_size} px')
@@ -209,8 +215,9 @@ def generate_shapes_dataset(out_dir: str,
         for _ in range(count):
             image_id += 1
             name = f'{image_id:06d}'
-            img, instances = render_image(rng, image_size, max_objects,
-                                          min_radius, max_radius)
+            img, instances = render_image(rng, image_size, min_objects,
+                                          max_objects, min_radius,
+                                          max_radius)
             file_name = f'{name}.jpg'
             cv2.imwrite(osp.join(voc_root, 'JPEGImages', file_name), img,
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -239,7 +246,7 @@ def generate_shapes_dataset(out_dir: str,
 
     meta = dict(classes=list(SHAPES_CLASSES), num_train=num_train,
                 num_val=num_val, image_size=image_size,
-                max_objects=max_objects, min_radius=min_radius,
+                min_objects=min_objects, max_objects=max_objects, min_radius=min_radius,
                 max_radius=max_radius, seed=seed)
     with open(done, 'w') as f:
         json.dump(meta, f, indent=2)
