@@ -75,15 +75,17 @@ def parse(parser: argparse.ArgumentParser,
 
 def run_cli(main) -> None:
     """Run a tool's ``main`` and turn expected user errors (missing data,
-    malformed annotations, unsafe checkpoints) into a one-line message and
-    exit status 1 instead of a traceback."""
+    malformed annotations, unsafe checkpoints, models that cannot be
+    re-parameterised) into a one-line message and exit status 1 instead of a
+    traceback."""
     import sys
 
+    from vovdet.apis.reparameterize import ReparameterizationError
     from vovdet.utils import (DatasetNotFoundError, MalformedAnnotationError,
                               UnsafeCheckpointError)
     try:
         main()
     except (DatasetNotFoundError, MalformedAnnotationError,
-            UnsafeCheckpointError) as e:
+            ReparameterizationError, UnsafeCheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         raise SystemExit(1) from None

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         '<work_dir>/<timestamp>/<show_dir>')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='seconds per shown image')
+    parser.add_argument(
+        '--deploy', action='store_true', help='re-parameterise the loaded '
+        'model (RepVGG branches folded into single convs) before testing')
     add_common_args(parser)
     return parser
 
@@ -43,6 +46,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     check_dataset_files(cfg, splits=('test', ))
     runner = build_runner(cfg)
+    if args.deploy:
+        from .reparameterize import ReparameterizeHook
+        runner.register_hook(ReparameterizeHook())
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))

@@ -1,3 +1,6 @@
+from .densenet import DenseNet
+from .efficientnet import VoVDetEfficientNet
+from .repvgg import RepVGG
 from .vovnet import VoVNet
 
-__all__ = ['VoVNet']
+__all__ = ['VoVNet', 'RepVGG', 'VoVDetEfficientNet', 'DenseNet']

@@ -14,11 +14,12 @@ from typing import List
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
 from mmdet.models.layers import ChannelAttention
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
+
+from .checkpoint import checkpoint_keep_running_stats
 
 
 def osa_conv3x3(in_channels: int,
@@ -84,6 +85,12 @@ class OSAModule(BaseModule):
             ``in_channels != mid_channels`` a 1x1 conv-norm-act reduction runs
             first (the concat still takes the original input).
             Defaults to False.
+        depthwise_reduction (bool): Only with ``depthwise``: when
+            ``in_channels != mid_channels``, reduce the input with that 1x1
+            conv-norm-act before the first layer (VoVNetV2). If False, the
+            first layer's pointwise conv maps ``in_channels`` to
+            ``mid_channels`` itself, so the module has no 1x1 bottleneck
+            (the OSA-FPN necks). Defaults to True.
         use_ese (bool): Apply eSE attention to the aggregated output.
             Defaults to False.
         identity (bool): Add the input to the output; requires
@@ -91,7 +98,8 @@ class OSAModule(BaseModule):
         conv_cfg (dict, optional): Conv layer config. Defaults to None.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
         act_cfg (dict): Activation config. Defaults to ``dict(type='ReLU')``.
-        with_cp (bool): Use gradient checkpointing for this module.
+        with_cp (bool): Use gradient checkpointing for this module; the
+            recomputation leaves BN running statistics alone.
             Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
     """
@@ -102,6 +110,7 @@ class OSAModule(BaseModule):
                  out_channels: int,
                  num_layers: int,
                  depthwise: bool = False,
+                 depthwise_reduction: bool = True,
                  use_ese: bool = False,
                  identity: bool = False,
                  conv_cfg: OptConfigType = None,
@@ -119,7 +128,8 @@ class OSAModule(BaseModule):
         conv_kwargs = dict(
             conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.reduction = None
-        if depthwise and in_channels != mid_channels:
+        if (depthwise and depthwise_reduction
+                and in_channels != mid_channels):
             self.reduction = ConvModule(
                 in_channels, mid_channels, 1, bias=False, **conv_kwargs)
         layer_in = mid_channels if self.reduction is not None else in_channels
@@ -154,7 +164,8 @@ class OSAModule(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forward function."""
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
+            return checkpoint_keep_running_stats(
+                self._forward, x, modules=(self, ))
         return self._forward(x)
 
 
