@@ -1,1 +1,3 @@
-__all__ = []
+from .osa_fpn import OSAFPN, OSAPAFPN
+
+__all__ = ['OSAFPN', 'OSAPAFPN']

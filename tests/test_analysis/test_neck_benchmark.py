@@ -1,0 +1,200 @@
+"""The neck benchmark (counts, side-by-side timing, CLI), the analysis behind
+OSA-FPN's defaults, and the shapes ablation runner."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+
+import vovdet  # noqa: F401
+from vovdet.analysis import get_complexity
+from vovdet.analysis.neck_ablation import (ABLATION_CONFIGS,
+                                           format_ablation_table,
+                                           run_ablation, train_command)
+from vovdet.analysis.neck_benchmark import (benchmark_necks, count_neck,
+                                            format_neck_table, neck_configs,
+                                            random_features,
+                                            sweep_osa_settings, time_necks,
+                                            vovnet_feature_shapes)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+V39_800 = [(256, 200, 336), (512, 100, 168), (768, 50, 84), (1024, 25, 42)]
+GN = dict(type='GN', num_groups=32, requires_grad=True)
+
+
+def test_feature_shapes_are_vovnet39_outputs_of_the_padded_image():
+    assert vovnet_feature_shapes('V-39', (800, 1333)) == V39_800
+    # the real backbone on a padded 70x100 image (-> 96x128)
+    register_all_modules()
+    backbone = MODELS.build(dict(type='VoVNet', arch='V-39')).eval()
+    with torch.no_grad():
+        outs = backbone(torch.rand(1, 3, 96, 128))
+    assert [tuple(o.shape[1:]) for o in outs] == \
+        vovnet_feature_shapes('V-39', (70, 100))
+    with pytest.raises(ValueError, match='multiple of 32'):
+        vovnet_feature_shapes('V-39', (800, 1333), pad_size_divisor=16)
+    with pytest.raises(ValueError, match="unknown VoVNet arch 'V-40'"):
+        vovnet_feature_shapes('V-40')
+
+
+def test_meta_count_equals_a_real_forward():
+    shapes = [(32, 16, 24), (64, 8, 12), (96, 4, 6), (128, 2, 3)]
+    for cfg in neck_configs([s[0] for s in shapes], 32, 5,
+                            dict(type='GN', num_groups=8)).values():
+        meta = count_neck(cfg, shapes)
+        real = get_complexity(MODELS.build(cfg), random_features(shapes))
+        assert (meta.params, meta.flops, meta.mac) == \
+            (real.params, real.flops, real.mac)
+
+
+def fpn_flops(shapes, out):
+    # lateral 1x1 and output 3x3 on every level; the max-pooled P6 is free
+    return sum(h * w * (c * out + 9 * out * out) for c, h, w in shapes)
+
+
+def osafpn_flops(shapes, out, m):
+    # one 3x3 layer per module (the default), then the 1x1 aggregation
+    total = 0
+    for i, (c, h, w) in enumerate(shapes):
+        c_in = c if i == len(shapes) - 1 else c + out
+        total += h * w * (9 * c_in * m + (c_in + m) * out)
+    return total
+
+
+def test_defaults_have_lower_mac_per_flop_than_fpn_at_800x1333():
+    """The analysis behind OSA-FPN's defaults (docs/necks.md)."""
+    rows = {row.name: row for row in benchmark_necks(
+        neck_configs([256, 512, 768, 1024], norm_cfg=GN), V39_800,
+        measure_latency=False)}
+    fpn, osa, pafpn = rows['FPN'], rows['OSA-FPN'], rows['OSA-PAFPN']
+    assert fpn.flops == fpn_flops(V39_800, 256) == 60_348_825_600
+    assert osa.flops == osafpn_flops(V39_800, 256, 192) == 108_913_459_200
+    assert fpn.params == 3_018_752 and osa.params == 6_802_944
+    assert osa.mac_per_flop < 0.93 * fpn.mac_per_flop
+    assert pafpn.mac_per_flop < fpn.mac_per_flop
+    assert pafpn.flops > osa.flops and pafpn.params > osa.params
+
+
+def test_sweep_mac_per_flop_is_set_by_module_width():
+    """Narrower modules cost fewer FLOPs but more MAC per FLOP; 160 channels
+    is already above FPN, 3/4 of the width (192) the narrowest tried below."""
+    rows = sweep_osa_settings(V39_800, (128, 160, 192, 256), (1, 2))
+    fpn, by_name = rows[0], {row.name: row for row in rows[1:]}
+    ratio = {k: r.mac_per_flop / fpn.mac_per_flop for k, r in by_name.items()}
+    assert ratio['m=128 n=1'] > ratio['m=160 n=1'] > 1
+    assert 1 > ratio['m=192 n=1'] > ratio['m=256 n=1']
+    assert ratio['m=160 n=2'] > 1 > ratio['m=192 n=2']
+    # a second layer costs FLOPs without improving MAC per FLOP much
+    assert by_name['m=192 n=2'].flops > 1.3 * by_name['m=192 n=1'].flops
+    assert abs(ratio['m=192 n=2'] - ratio['m=192 n=1']) < 0.01
+
+
+def test_side_by_side_timing_and_table():
+    shapes = vovnet_feature_shapes('V-27-slim', (64, 64))
+    configs = neck_configs([s[0] for s in shapes], 32, 5,
+                           dict(type='GN', num_groups=8),
+                           dict(module_channels=16))
+    necks = {name: MODELS.build(cfg) for name, cfg in configs.items()}
+    times = time_necks(necks, random_features(shapes), repeats=3, warmup=1)
+    assert list(times) == ['FPN', 'OSA-FPN', 'OSA-PAFPN']
+    assert all(len(t) == 3 and min(t) > 0 for t in times.values())
+    rows = benchmark_necks(configs, shapes, repeats=2, warmup=0)
+    assert rows[0].latency_ratio == 1.0
+    assert all(r.latency_ms > 0 and r.latency_ratio > 0 for r in rows)
+    table = format_neck_table(rows).splitlines()
+    assert len(table) == 2 + 3 and 'latency / FPN' in table[0]
+    assert table[3].startswith('| OSA-FPN | ')
+    with pytest.raises(ValueError, match='repeats >= 1'):
+        time_necks(necks, random_features(shapes), repeats=0)
+
+
+def test_cli_prints_the_comparison(capsys):
+    spec = importlib.util.spec_from_file_location(
+        'neck_benchmark_cli', osp.join(ROOT, 'tools', 'analysis',
+                                       'neck_benchmark.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    threads = torch.get_num_threads()
+    try:
+        cli.main(['--shape', '64', '96', '--repeats', '2', '--warmup', '0',
+                  '--osa-options', 'layers_per_module=2',
+                  '--sweep-module-channels', '128', '192'])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert '(256, 16, 24)' in out and '1 thread(s)' in out
+    for row in ('| FPN | 3.019 |', '| OSA-FPN |', '| OSA-PAFPN |',
+                '| m=128 n=1 |', '| m=192 n=1 |'):
+        assert row in out
+
+
+def test_ablation_command_uses_the_seed_and_the_train_tool():
+    command = train_command('a.py', 'w', 3, ['x=1'], python='py')
+    assert command == ['py', osp.join(ROOT, 'tools', 'train.py'), 'a.py',
+                       '--work-dir', 'w', '--cfg-options',
+                       'randomness.seed=3', 'x=1']
+    assert all(osp.isfile(osp.join(ROOT, c)) for c in ABLATION_CONFIGS)
+
+
+def tiny(path, data_root, out):
+    """An ablation config shrunk to 96 px images on the test data set."""
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = data_root
+        for t in loader.dataset.pipeline:
+            if t['type'] == 'Resize':
+                t['scale'] = (96, 96)
+    ann = osp.join(data_root, 'annotations', 'instances_val.json')
+    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
+                                by_epoch=False, begin=0, end=2)]
+    cfg.default_hooks.logger.interval = 1
+    cfg.log_processor.window_size = 1
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    cfg.dump(out)
+    return out
+
+
+def test_ablation_run_trains_with_the_tool_and_reads_the_final_ap(
+        tmp_path, shapes_root):
+    # one side of the pair (both go through the same code) to keep it quick
+    config = tiny(ABLATION_CONFIGS[1], shapes_root,
+                  str(tmp_path / osp.basename(ABLATION_CONFIGS[1])))
+    results = run_ablation(str(tmp_path / 'work'), [config], seed=0,
+                           max_iters=2)
+    name = osp.splitext(osp.basename(config))[0]
+    assert list(results) == [name]
+    metrics = results[name]
+    assert metrics['iter'] == 2
+    assert 0 <= metrics['coco/bbox_mAP'] <= 1
+    assert 0 <= metrics['coco/segm_mAP'] <= 1
+    # the numbers are the ones the run logged, with the seed asked for
+    run = sorted((tmp_path / 'work' / name).glob('2*'))[-1]
+    log = [json.loads(line) for line in open(run / 'vis_data' /
+                                             'scalars.json')]
+    assert log[-1]['coco/bbox_mAP'] == metrics['coco/bbox_mAP']
+    assert [r['iter'] for r in log if 'loss' in r] == [1, 2]
+    assert Config.fromfile(str(run / 'vis_data' / 'config.py')
+                           ).randomness.seed == 0
+    table = format_ablation_table(results).splitlines()
+    assert len(table) == 3 and 'bbox_mAP' in table[0]
+    assert table[2].startswith(f'| {name} | 2 | ')
+
+
+def test_ablation_without_evaluation_says_why(tmp_path):
+    from vovdet.analysis.neck_ablation import final_metrics
+    with pytest.raises(FileNotFoundError, match='scalars.json'):
+        final_metrics(str(tmp_path))
+    run = tmp_path / '20260101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    (run / 'scalars.json').write_text(json.dumps(dict(loss=1.0, iter=1)))
+    with pytest.raises(FileNotFoundError, match='val_interval'):
+        final_metrics(str(tmp_path))

@@ -1,0 +1,397 @@
+"""OSA-FPN / OSA-PAFPN: drop-in for mmdet's FPN, fusion by one-shot
+aggregation, GN and depthwise variants, and the configs that use them."""
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+from mmdet.models.layers import ChannelAttention
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+import vovdet  # noqa: F401
+from vovdet.models.layers import OSAModule
+from vovdet.models.necks import OSAFPN, OSAPAFPN
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+IN_CHANNELS = [8, 16, 24, 32]
+SIZES = [32, 16, 8, 4]  # a 128 px image at strides 4..32
+OUT = 16
+OSA_TYPES = ['OSAFPN', 'OSAPAFPN']
+
+
+def feats(requires_grad=False):
+    return [torch.rand(2, c, s, s, requires_grad=requires_grad)
+            for c, s in zip(IN_CHANNELS, SIZES)]
+
+
+def build(neck_type, **kwargs):
+    cfg = dict(type=neck_type, in_channels=IN_CHANNELS, out_channels=OUT)
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def num_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_registered_in_mmdet_models():
+    assert MODELS.get('OSAFPN') is OSAFPN
+    assert MODELS.get('OSAPAFPN') is OSAPAFPN
+    assert issubclass(OSAPAFPN, OSAFPN)
+
+
+# (num_outs, start_level, end_level, add_extra_convs, relu_before_extra)
+FPN_CASES = [
+    (4, 0, -1, False, False),
+    (5, 0, -1, False, False),  # one max-pooled extra level (Mask R-CNN)
+    (6, 0, -1, False, False),
+    (5, 1, -1, 'on_input', False),  # RetinaNet
+    (5, 1, -1, True, False),
+    (5, 1, -1, 'on_lateral', False),
+    (5, 1, -1, 'on_output', True),  # FCOS
+    (6, 0, -1, 'on_output', False),
+    (2, 1, 2, False, False),  # end_level before the last level
+    (3, 0, 2, 'on_input', False),  # end_level set: extra convs never built
+]
+
+
+@pytest.mark.parametrize('neck_type', OSA_TYPES)
+@pytest.mark.parametrize('case', FPN_CASES, ids=str)
+def test_outputs_match_fpn(neck_type, case):
+    num_outs, start, end, extra, relu = case
+    kwargs = dict(num_outs=num_outs, start_level=start, end_level=end,
+                  add_extra_convs=extra, relu_before_extra_convs=relu)
+    fpn = build('FPN', **kwargs).eval()
+    osa = build(neck_type, **kwargs).eval()
+    inputs = feats()
+    with torch.no_grad():
+        expected = fpn(inputs)
+        outs = osa(inputs)
+    assert len(outs) == len(expected) == num_outs
+    assert [o.shape for o in outs] == [e.shape for e in expected]
+    # strides 4, 8, ... of a 128 px image, from the start level on
+    strides = [128 // o.shape[-1] for o in outs]
+    assert strides == [2**(2 + start + i) for i in range(num_outs)]
+
+
+@pytest.mark.parametrize('neck_type', OSA_TYPES)
+def test_odd_sizes_and_scale_factor_upsampling_match_fpn(neck_type):
+    # sizes that do not halve exactly (an unpadded image through VoVNet's
+    # ceil-mode pools): OSA-FPN resizes like FPN, OSA-PAFPN refuses clearly
+    sizes = [(26, 42), (13, 21), (6, 10), (3, 5)]
+    inputs = [torch.rand(1, c, *s) for c, s in zip(IN_CHANNELS, sizes)]
+    fpn = build('FPN', num_outs=5).eval()
+    osa = build(neck_type, num_outs=5).eval()
+    with torch.no_grad():
+        expected = [e.shape for e in fpn(inputs)]
+        if neck_type == 'OSAPAFPN':
+            with pytest.raises(ValueError, match='pad_size_divisor=32'):
+                osa(inputs)
+        else:
+            assert [o.shape for o in osa(inputs)] == expected
+    scaled = dict(num_outs=5, upsample_cfg=dict(scale_factor=2,
+                                                mode='nearest'))
+    with torch.no_grad():
+        expected = [e.shape for e in build('FPN', **scaled).eval()(feats())]
+        outs = build(neck_type, **scaled).eval()(feats())
+    assert [o.shape for o in outs] == expected
+
+
+@pytest.mark.parametrize('neck_type', OSA_TYPES)
+@pytest.mark.parametrize('extra', [False, 'on_input', 'on_output'])
+def test_gradients_reach_every_input_level(neck_type, extra):
+    neck = build(neck_type, num_outs=6, add_extra_convs=extra,
+                 norm_cfg=dict(type='GN', num_groups=4)).train()
+    inputs = feats(requires_grad=True)
+    sum(o.square().mean() for o in neck(inputs)).backward()
+    for level, x in enumerate(inputs):
+        assert x.grad is not None, f'no gradient to level {level}'
+        assert x.grad.abs().sum() > 0, f'zero gradient at level {level}'
+    for name, p in neck.named_parameters():
+        assert p.grad is not None, f'{name} got no gradient'
+
+
+def test_unused_start_levels_get_no_gradient():
+    neck = build('OSAFPN', num_outs=3, start_level=1).train()
+    inputs = feats(requires_grad=True)
+    sum(o.sum() for o in neck(inputs)).backward()
+    assert inputs[0].grad is None
+    assert all(x.grad.abs().sum() > 0 for x in inputs[1:])
+
+
+def test_topology_concat_then_one_osa_module_per_level():
+    neck = build('OSAFPN', num_outs=4, module_channels=12,
+                 layers_per_module=3)
+    modules = list(neck.top_down_modules)
+    assert all(isinstance(m, OSAModule) for m in modules)
+    # fused levels take their backbone map + the out_channels-wide upsampled
+    # coarser output; the top level takes its backbone map alone
+    in_widths = [m.layers[0].conv.in_channels for m in modules]
+    assert in_widths == [8 + OUT, 16 + OUT, 24 + OUT, 32]
+    for m, c_in in zip(modules, in_widths):
+        assert len(m.layers) == 3
+        assert [layer.conv.out_channels for layer in m.layers] == [12] * 3
+        # every 3x3 after the first has c_in = c_out
+        assert all(layer.conv.in_channels == 12 for layer in m.layers[1:])
+        assert all(layer.conv.kernel_size == (3, 3) for layer in m.layers)
+        # one aggregation of the module input and all layer outputs
+        agg = m.aggregation.conv
+        assert agg.kernel_size == (1, 1)
+        assert (agg.in_channels, agg.out_channels) == (c_in + 3 * 12, OUT)
+        assert m.reduction is None and m.ese is None and not m.identity
+    # no lateral 1x1 convs: the only 1x1 convs are the aggregations
+    one_by_one = [c for c in neck.modules()
+                  if isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1)]
+    assert len(one_by_one) == 4
+
+
+def test_default_module_width_is_three_quarters_of_out_channels():
+    neck = MODELS.build(dict(type='OSAFPN', in_channels=[256, 512, 768, 1024],
+                             out_channels=256, num_outs=5))
+    assert neck.module_channels == 192 and neck.layers_per_module == 1
+    assert all(m.layers[0].conv.out_channels == 192
+               for m in neck.top_down_modules)
+
+
+def expected_params(in_channels, out, m, n, ese=False, pafpn=False,
+                    extra_in=()):
+    """Conv weights + BN affine (+ eSE fc weight and bias), counted by hand."""
+
+    def module(c_in):
+        total = 9 * c_in * m + 2 * m  # first 3x3 + BN
+        total += (n - 1) * (9 * m * m + 2 * m)
+        total += (c_in + n * m) * out + 2 * out  # 1x1 aggregation + BN
+        if ese:
+            total += out * out + out
+        return total
+
+    widths = [c + out for c in in_channels[:-1]] + [in_channels[-1]]
+    total = sum(module(c) for c in widths)
+    total += sum(9 * c * out + 2 * out for c in extra_in)
+    if pafpn:
+        levels = len(in_channels) - 1
+        total += levels * (9 * out * out + 2 * out + module(2 * out))
+    return total
+
+
+@pytest.mark.parametrize('neck_type', OSA_TYPES)
+@pytest.mark.parametrize('m,n,ese', [(12, 1, False), (8, 3, True)])
+def test_params_match_hand_count(neck_type, m, n, ese):
+    neck = build(neck_type, num_outs=6, add_extra_convs='on_input',
+                 module_channels=m, layers_per_module=n, use_ese=ese)
+    expected = expected_params(IN_CHANNELS, OUT, m, n, ese,
+                               pafpn=neck_type == 'OSAPAFPN',
+                               extra_in=(IN_CHANNELS[-1], OUT))
+    assert num_params(neck) == expected
+    n_ese = sum(isinstance(x, ChannelAttention) for x in neck.modules())
+    num_modules = 4 + 3 * (neck_type == 'OSAPAFPN')
+    assert n_ese == (num_modules if ese else 0)
+
+
+def zero_aggregations(neck):
+    for module in neck.modules():
+        if isinstance(module, OSAModule):
+            nn.init.zeros_(module.aggregation.conv.weight)
+
+
+def test_identity_shortcut_carries_the_top_down_map():
+    # With every aggregation zeroed, a module outputs ReLU(BN(0)) = 0, so a
+    # fused level is exactly its shortcut: the upsampled coarser level.
+    inputs = feats()
+    for identity in (False, True):
+        neck = build('OSAFPN', num_outs=4, identity=identity).eval()
+        zero_aggregations(neck)
+        with torch.no_grad():
+            outs = neck(inputs)
+        assert torch.count_nonzero(outs[-1]) == 0
+        for i in range(3):
+            expected = torch.nn.functional.interpolate(outs[i + 1],
+                                                       size=SIZES[i])
+            assert torch.equal(outs[i], expected)
+    with torch.no_grad():
+        last = build('OSAFPN', num_outs=4, identity=True).eval()(inputs)[-1]
+    assert torch.count_nonzero(last) > 0  # (the zeroing is what made 0)
+
+
+def test_pafpn_identity_carries_the_bottom_up_map():
+    neck = build('OSAPAFPN', num_outs=4, identity=True).eval()
+    zero_aggregations(neck)
+    inputs = feats()
+    with torch.no_grad():
+        outs = neck(inputs)
+        for i in range(1, 4):
+            down = neck.downsample_convs[i - 1](outs[i - 1])
+            assert torch.equal(outs[i], down)
+
+
+def test_eSE_and_identity_change_the_output():
+    inputs = feats()
+    torch.manual_seed(0)
+    plain = build('OSAFPN', num_outs=4).eval()
+    for options in (dict(use_ese=True), dict(identity=True)):
+        torch.manual_seed(0)
+        other = build('OSAFPN', num_outs=4, **options).eval()
+        other.load_state_dict(plain.state_dict(), strict=False)
+        with torch.no_grad():
+            a, b = plain(inputs)[0], other(inputs)[0]
+        assert not torch.allclose(a, b), options
+
+
+@pytest.mark.parametrize('neck_type', OSA_TYPES)
+def test_gn_variant_trains_and_has_only_group_norms(neck_type):
+    gn = dict(type='GN', num_groups=4, requires_grad=True)
+    neck = build(neck_type, num_outs=5, add_extra_convs='on_output',
+                 norm_cfg=gn).train()
+    norms = [m for m in neck.modules()
+             if isinstance(m, (nn.GroupNorm, nn.modules.batchnorm._BatchNorm))]
+    assert norms and all(isinstance(m, nn.GroupNorm) for m in norms)
+    assert all(m.num_groups == 4 for m in norms)
+    outs = neck(feats())
+    loss = sum(o.mean() for o in outs)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize('neck_type', OSA_TYPES)
+def test_depthwise_variant_has_only_depthwise_3x3_and_no_bottleneck(
+        neck_type):
+    neck = build(neck_type, num_outs=6, add_extra_convs='on_input',
+                 depthwise=True, use_ese=True, identity=True)
+    convs = [m for m in neck.modules() if isinstance(m, nn.Conv2d)]
+    three = [c for c in convs if c.kernel_size == (3, 3)]
+    assert three and all(c.groups == c.in_channels == c.out_channels
+                         for c in three)
+    for module in neck.modules():
+        if isinstance(module, OSAModule):
+            assert module.reduction is None
+            first = module.layers[0]
+            # the first depthwise conv runs on the whole module input
+            assert first.depthwise_conv.conv.in_channels == \
+                module.aggregation.conv.in_channels - \
+                len(module.layers) * neck.module_channels
+    dense = build(neck_type, num_outs=6, add_extra_convs='on_input')
+    assert num_params(neck) < num_params(dense)
+    outs = neck.train()(feats())
+    sum(o.mean() for o in outs).backward()
+    assert [o.shape[1] for o in outs] == [OUT] * 6
+
+
+def test_depthwise_reduction_default_keeps_the_backbone_module():
+    # the backbone's VoVNetV2-DW modules keep their 1x1 reduction
+    module = OSAModule(16, 8, 32, 3, depthwise=True)
+    assert module.reduction is not None
+    lite = OSAModule(16, 8, 32, 3, depthwise=True, depthwise_reduction=False)
+    assert lite.reduction is None
+    assert lite.layers[0].depthwise_conv.conv.in_channels == 16
+    x = torch.rand(1, 16, 8, 8)
+    assert lite(x).shape == module(x).shape == (1, 32, 8, 8)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(num_outs=5, norm_cfg=None), 'needs a norm_cfg'),
+    (dict(num_outs=5, add_extra_convs='on_top'), 'on_input, on_lateral'),
+    (dict(num_outs=3), 'num_outs=3 is smaller'),
+    (dict(num_outs=4, end_level=2), 'num_outs must be 3'),
+    (dict(num_outs=4, layers_per_module=0), 'layers_per_module'),
+])
+def test_bad_arguments_name_the_fix(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build('OSAFPN', **kwargs)
+
+
+def test_wrong_number_of_inputs_is_reported():
+    neck = build('OSAFPN', num_outs=4)
+    with pytest.raises(ValueError, match='4 input levels, got 3'):
+        neck(feats()[:3])
+
+
+# ---- configs ---------------------------------------------------------------
+
+NEW_CONFIGS = [
+    'vovnet39_osafpn_maskrcnn_coco.py',
+    'vovnet2_19slimdw_osafpnlite_maskrcnn_coco.py',
+    'vovnet19slim_fpn_maskrcnn_shapes_ablation.py',
+    'vovnet19slim_osafpn_maskrcnn_shapes_ablation.py',
+]
+
+
+def load(name):
+    return Config.fromfile(osp.join(ROOT, 'configs', name))
+
+
+def fake_batch(model, num_classes, size=64):
+    sample = DetDataSample()
+    sample.set_metainfo(
+        dict(img_shape=(size, size), ori_shape=(size, size),
+             pad_shape=(size, size), scale_factor=(1.0, 1.0),
+             batch_input_shape=(size, size)))
+    gt = InstanceData()
+    gt.bboxes = torch.tensor([[4., 6., 40., 44.], [20., 10., 60., 30.]])
+    gt.labels = torch.tensor([0, num_classes - 1])
+    masks = torch.zeros(2, size, size, dtype=torch.uint8)
+    masks[0, 6:44, 4:40] = 1
+    masks[1, 10:30, 20:60] = 1
+    gt.masks = BitmapMasks(masks.numpy(), size, size)
+    sample.gt_instances = gt
+    img = torch.randint(0, 255, (3, size, size), dtype=torch.uint8)
+    return model.data_preprocessor(
+        dict(inputs=[img], data_samples=[sample]), training=True)
+
+
+@pytest.mark.parametrize('name', NEW_CONFIGS)
+def test_config_builds_and_runs_loss(name):
+    register_all_modules()
+    cfg = load(name)
+    model = MODELS.build(cfg.model).train()
+    num_classes = cfg.model.roi_head.bbox_head.num_classes
+    losses = model(**fake_batch(model, num_classes), mode='loss')
+    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v)
+                for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    for key in ('loss_rpn_cls', 'loss_cls', 'loss_mask'):
+        assert key in losses
+    total.backward()
+    neck_grads = [p.grad for p in model.neck.parameters()]
+    assert all(g is not None for g in neck_grads)
+
+
+def test_vovnet39_osafpn_config_overrides_only_the_neck_type():
+    fpn, osa = load('vovnet39_maskrcnn_coco.py'), load(NEW_CONFIGS[0])
+    assert osa.model.neck.type == 'OSAFPN'
+    assert osa.model.neck.norm_cfg == dict(type='GN', num_groups=32,
+                                           requires_grad=True)
+    fpn_neck = dict(fpn.model.neck, type='OSAFPN')
+    assert osa.model.neck == fpn_neck
+    assert {k: v for k, v in osa.model.items() if k != 'neck'} == \
+        {k: v for k, v in fpn.model.items() if k != 'neck'}
+    assert osa.train_cfg == fpn.train_cfg and osa.optim_wrapper == \
+        fpn.optim_wrapper
+
+
+def test_lite_config_is_depthwise_128_channels_with_ese():
+    cfg = load(NEW_CONFIGS[1])
+    assert cfg.model.backbone.arch == 'V2-19-slim-dw'
+    neck = cfg.model.neck
+    assert (neck.type, neck.out_channels, neck.depthwise, neck.use_ese,
+            neck.identity) == ('OSAFPN', 128, True, True, True)
+    assert neck.in_channels == [112, 256, 384, 512]
+    assert cfg.model.rpn_head.in_channels == 128
+    assert cfg.model.roi_head.bbox_head.in_channels == 128
+    assert cfg.model.roi_head.mask_head.in_channels == 128
+
+
+def test_ablation_pair_differs_only_in_the_neck_type():
+    fpn, osa = load(NEW_CONFIGS[2]), load(NEW_CONFIGS[3])
+    demo = load('vovnet19slim_maskrcnn_shapes.py')
+    assert fpn.model == demo.model  # the FPN side is the demo itself
+    assert (fpn.model.neck.type, osa.model.neck.type) == ('FPN', 'OSAFPN')
+    fpn_dict, osa_dict = fpn.to_dict(), osa.to_dict()
+    osa_dict['model']['neck']['type'] = 'FPN'
+    assert osa_dict == fpn_dict
+    assert osa.randomness.seed == fpn.randomness.seed == 0
