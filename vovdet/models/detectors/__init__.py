@@ -1,1 +1,3 @@
-__all__ = []
+from .refinedet import RefineDet
+
+__all__ = ['RefineDet']

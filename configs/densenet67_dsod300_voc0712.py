@@ -1,0 +1,11 @@
+# DSOD300 / DenseNet-67 on VOC2007 + VOC2012 trainval, the setting of the
+# VoVNet paper's Table 2 (73.6 mAP on VOC2007 test).
+_base_ = './densenet67_dsod300_voc07.py'
+
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='ConcatDataset',
+        # VOCDataset sets a per-year `dataset_type` in its metainfo
+        ignore_keys=['dataset_type'],
+        datasets=[{{_base_.voc07_trainval}}, {{_base_.voc12_trainval}}]))
