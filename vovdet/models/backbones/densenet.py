@@ -8,7 +8,7 @@ Each dense layer is pre-activation ``BN-ReLU-1x1 conv (bn_size * growth) -
 BN-ReLU-3x3 conv (growth)`` and its output is concatenated to its input; a
 transition is ``BN-ReLU-1x1 conv (half the channels) - 2x2 avg-pool``.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 import torch.nn as nn
@@ -16,9 +16,9 @@ from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers.checkpoint import checkpoint_keep_running_stats
+from .base import StagedBackbone
 
 # One row per variant (paper Table 1; torchvision's densenet121/161/201).
 #   growth_rate: channels each dense layer adds.
@@ -151,7 +151,7 @@ class Transition(nn.Sequential):
 
 
 @MODELS.register_module()
-class DenseNet(BaseModule):
+class DenseNet(StagedBackbone):
     """DenseNet-121/161/201 backbone.
 
     Stem: 7x7/2 conv-BN-ReLU and 3x3/2 max-pool (stride 4). ``stage1`` is
@@ -258,42 +258,3 @@ class DenseNet(BaseModule):
             stage_channels.append(channels)
         self.out_channels = tuple(stage_channels[i] for i in out_indices)
         self._freeze_stages()
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Forward function.
-
-        Args:
-            x (Tensor): Images of shape (N, C, H, W).
-
-        Returns:
-            tuple[Tensor]: Feature maps of the stages in ``out_indices``.
-        """
-        x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode: bool = True) -> 'DenseNet':
-        """Set train mode; frozen stages and (norm_eval) BN stay in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self

@@ -15,17 +15,15 @@ Differences from an ImageNet DenseNet (paper_specs.md §4):
 * every 2x2/2 max-pool rounds up (Caffe's pooling), so 300 -> 150 -> 75
   -> 38 -> 19.
 """
-from typing import Sequence, Tuple
+from typing import Sequence
 
-import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from .densenet import DenseBlock
+from .base import StagedBackbone
 
 # One row per variant; the variants differ only in data.
 #   stem_channels: the three stem convs (3x3/2, 3x3, 3x3).
@@ -95,7 +93,7 @@ def ceil_max_pool() -> nn.MaxPool2d:
 
 
 @MODELS.register_module()
-class DSODDenseNet(BaseModule):
+class DSODDenseNet(StagedBackbone):
     """DenseNet backbone of DSOD300 (stride-16 output, no pooling at the end).
 
     ``stem``: 3x3/2 conv 64, 3x3 conv 64, 3x3 conv 128 (conv-BN-ReLU) and a
@@ -210,42 +208,3 @@ class DSODDenseNet(BaseModule):
             stage_channels.append(channels)
         self.out_channels = tuple(stage_channels[i] for i in out_indices)
         self._freeze_stages()
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Forward function.
-
-        Args:
-            x (Tensor): Images of shape (N, C, H, W).
-
-        Returns:
-            tuple[Tensor]: Feature maps of the stages in ``out_indices``.
-        """
-        x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode: bool = True) -> 'DSODDenseNet':
-        """Set train mode; frozen stages and (norm_eval) BN stay in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self

@@ -10,7 +10,7 @@ Every variant is the B0 block table below, widened by ``round_filters`` and
 deepened by ``round_repeats``; no per-variant channel lists are stored.
 """
 import math
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -18,10 +18,9 @@ from mmcv.cnn import ConvModule
 from mmdet.models.layers import InvertedResidual
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
-from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers.checkpoint import checkpoint_keep_running_stats
+from .base import StagedBackbone
 
 
 class MBConvGroup(NamedTuple):
@@ -178,7 +177,7 @@ class MBConv(InvertedResidual):
 
 
 @MODELS.register_module()
-class VoVDetEfficientNet(BaseModule):
+class VoVDetEfficientNet(StagedBackbone):
     """EfficientNet backbone (B0-B7 or any compound coefficient ``phi``).
 
     Registered as ``VoVDetEfficientNet`` because mmdet already has an
@@ -336,42 +335,3 @@ class VoVDetEfficientNet(BaseModule):
             stage_channels.append(block_in)
         self.out_channels = tuple(stage_channels[i] for i in out_indices)
         self._freeze_stages()
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Forward function.
-
-        Args:
-            x (Tensor): Images of shape (N, C, H, W).
-
-        Returns:
-            tuple[Tensor]: Feature maps of the stages in ``out_indices``.
-        """
-        x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode: bool = True) -> 'VoVDetEfficientNet':
-        """Set train mode; frozen stages and (norm_eval) BN stay in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self

@@ -22,6 +22,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers.checkpoint import checkpoint_keep_running_stats
+from .base import StagedBackbone
 
 # One row per variant (paper Table 2 / official ``repvgg.py``).
 #   widen_factors: (a, b); stage widths are min(64, 64a), 64a, 128a, 256a,
@@ -255,7 +256,7 @@ class RepVGGBlock(BaseModule):
 
 
 @MODELS.register_module()
-class RepVGG(BaseModule):
+class RepVGG(StagedBackbone):
     """RepVGG backbone.
 
     A stride-2 stem block (the paper's stage 0) followed by four stages
@@ -362,35 +363,6 @@ class RepVGG(BaseModule):
         self.out_channels = tuple(stage_channels[i] for i in out_indices)
         self._freeze_stages()
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Forward function.
-
-        Args:
-            x (Tensor): Images of shape (N, C, H, W).
-
-        Returns:
-            tuple[Tensor]: Feature maps of the stages in ``out_indices``.
-        """
-        x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
     def switch_to_deploy(self) -> None:
         """Re-parameterise every block into a single 3x3 conv.
 
@@ -406,13 +378,3 @@ class RepVGG(BaseModule):
             block.install_fused_conv(weight, bias)
         self.deploy = True
         self._freeze_stages()
-
-    def train(self, mode: bool = True) -> 'RepVGG':
-        """Set train mode; frozen stages and (norm_eval) BN stay in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self

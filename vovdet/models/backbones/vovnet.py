@@ -6,16 +6,14 @@ References:
     - Lee & Park, "CenterMask: Real-Time Anchor-Free Instance Segmentation",
       CVPR 2020 (VoVNetV2: identity mapping, eSE, depthwise variants).
 """
-from typing import Sequence, Tuple
+from typing import Sequence
 
-import torch
 import torch.nn as nn
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers.osa import OSAStage, osa_conv3x3
+from .base import StagedBackbone
 
 # One row per variant; the variants differ only in data.
 #   stem_channels: the three stem convs (3x3/2, 3x3, 3x3).
@@ -76,7 +74,7 @@ arch_settings = {
 
 
 @MODELS.register_module()
-class VoVNet(BaseModule):
+class VoVNet(StagedBackbone):
     """VoVNet / VoVNetV2 backbone.
 
     The four OSA stages (the paper's stages 2-5, strides 4/8/16/32) are named
@@ -209,42 +207,3 @@ class VoVNet(BaseModule):
         self.out_channels = tuple(setting['stage_out_channels'][i]
                                   for i in out_indices)
         self._freeze_stages()
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem] + [
-            getattr(self, name)
-            for name in self.stage_names[:self.frozen_stages]
-        ]
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Forward function.
-
-        Args:
-            x (Tensor): Images of shape (N, C, H, W).
-
-        Returns:
-            tuple[Tensor]: Feature maps of the stages in ``out_indices``.
-        """
-        x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode: bool = True) -> 'VoVNet':
-        """Set train mode; frozen stages (and BN if norm_eval) stay in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
