@@ -9,8 +9,8 @@ from vovdet.datasets import generate_shapes_dataset, shapes_dataset_ready
 
 DEMO_CONFIG = 'configs/vovnet19slim_maskrcnn_shapes.py'
 # The demo's data set; tests use smaller ones.
-DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, min_objects=2,
-                 max_objects=6, min_radius=12.0, max_radius=40.0, seed=0)
+DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, min_objects=1,
+                 max_objects=4, min_radius=14.0, max_radius=48.0, seed=0)
 
 
 def ensure_shapes_data(data_root: str, **kwargs) -> None:
@@ -70,17 +70,25 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict[str, float]:
     start = time.time()
     data_root = args.data_root.rstrip('/') + '/'
     ensure_shapes_data(data_root)
-    overrides = [
+    data_overrides = [
         f'train_dataloader.dataset.data_root={data_root}',
         f'val_dataloader.dataset.data_root={data_root}',
         f'test_dataloader.dataset.data_root={data_root}',
         f'val_evaluator.ann_file={data_root}annotations/instances_val.json',
         f'test_evaluator.ann_file={data_root}annotations/instances_val.json',
-    ] + list(args.cfg_options)
-    common = ['--work-dir', args.work_dir, '--cfg-options'] + overrides
-    train_api.main([args.config] + common)
+    ]
+    user_overrides = list(args.cfg_options)
+    # The test step below evaluates the held-out split, so validating it
+    # during training as well would only cost time.
+    train_api.main([
+        args.config, '--work-dir', args.work_dir, '--cfg-options',
+        *data_overrides, 'train_cfg.val_interval=1000000000', *user_overrides
+    ])
     checkpoint = _latest_checkpoint(args.work_dir)
-    metrics = test_api.main([args.config, checkpoint] + common)
+    metrics = test_api.main([
+        args.config, checkpoint, '--work-dir', args.work_dir, '--cfg-options',
+        *data_overrides, *user_overrides
+    ])
     minutes = (time.time() - start) / 60
     print(f'\n[demo] held-out COCO metrics of {checkpoint} '
           f'(total {minutes:.1f} min):\n{format_metrics(metrics)}',
