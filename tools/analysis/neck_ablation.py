@@ -21,7 +21,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--max-iters', type=int,
-        help='train this many iterations (default: the configs\' 750)')
+        help='train this many iterations (default: the configs\' schedule)')
     parser.add_argument('--configs', nargs='+', default=list(ABLATION_CONFIGS))
     parser.add_argument(
         '--cfg-options', nargs='+', default=[],
