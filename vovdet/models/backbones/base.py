@@ -1,6 +1,6 @@
 """Behaviour shared by every vovdet backbone: one freezing rule, one
 ``norm_eval`` rule and one forward over ``stem`` + ``stage1..stageN``."""
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -20,6 +20,28 @@ class StagedBackbone(BaseModule):
       :meth:`train`.
     - ``norm_eval=True`` keeps every BatchNorm in eval mode while training.
     """
+
+    @staticmethod
+    def _check_stage_args(out_indices: Sequence[int], frozen_stages: int,
+                          num_stages: int) -> Tuple[int, ...]:
+        """Validate ``out_indices`` and ``frozen_stages``.
+
+        Returns:
+            tuple[int]: ``out_indices`` as a tuple.
+
+        Raises:
+            ValueError: An index outside ``[0, num_stages)``, no index, or
+                ``frozen_stages`` outside ``[-1, num_stages]``.
+        """
+        out_indices = tuple(out_indices)
+        if not out_indices or not all(0 <= i < num_stages
+                                      for i in out_indices):
+            raise ValueError(f'out_indices must be a non-empty subset of '
+                             f'{tuple(range(num_stages))}, got {out_indices}')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
+                             f'got {frozen_stages}')
+        return out_indices
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

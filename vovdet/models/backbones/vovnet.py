@@ -153,14 +153,8 @@ class VoVNet(StagedBackbone):
             raise ValueError(f"ese_placement must be 'all' or 'last', got "
                              f"'{ese_placement}'")
         num_stages = 4
-        out_indices = tuple(out_indices)
-        if not out_indices or not all(0 <= i < num_stages
-                                      for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of '
-                             f'(0, 1, 2, 3), got {out_indices}')
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
-                             f'got {frozen_stages}')
+        out_indices = self._check_stage_args(out_indices, frozen_stages,
+                                             num_stages)
         setting = self.arch_settings[arch]
         self.arch = arch
         self.out_indices = out_indices
