@@ -426,6 +426,19 @@ def test_resnet50_refinedet320_params_and_flops_match_paper():
     assert abs(result.flops / 1e9 - 25.43) <= 0.02 * 25.43
 
 
+def test_densenet201_refinedet320_params_and_flops_match_paper():
+    model = build_config_model(
+        osp.join(CONFIGS, 'densenet201_refinedet320_coco.py'))
+    result = get_complexity(model, (3, 320, 320))
+    # Table 4: 56.13M, 24.65 GFLOPs, with the sources at the transition
+    # convs (256/896 channels) and the end of dense block 4 (1920)
+    assert model.backbone.out_channels == (256, 896, 1920)
+    assert abs(result.params - 56.13e6) <= 0.05e6
+    assert result.params == 56127428
+    assert abs(result.flops / 1e9 - 24.65) <= 0.02 * 24.65
+    assert not result.not_run and not result.uncounted
+
+
 def test_without_inter_blocks_and_with_voc_classes():
     # paper_specs §2b: 49.65M with 21 classes (VOC)
     voc = build_config_model(

@@ -194,3 +194,35 @@ def test_init_weights_runs():
     model.init_weights()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     assert all(torch.all(m.weight == 1) for m in bns)
+
+
+def test_transition_taps_share_the_weights_of_the_block_taps():
+    torch.manual_seed(0)
+    block = build(arch='121').eval()
+    tap = build(arch='121', out_type='transition').eval()
+    tap.load_state_dict(block.state_dict())
+    assert tap.out_channels == (128, 256, 512, 1024)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        block_outs = block(x)
+        tap_outs = tap(x)
+    # a tap at stride s is the next transition's 1x1 conv, before pooling
+    for i in range(3):
+        transition = getattr(block, f'stage{i + 2}').transition
+        with torch.no_grad():
+            expected = transition.conv(
+                transition.relu(transition.norm(block_outs[i].clone())))
+        assert tap_outs[i].shape == expected.shape
+        assert tap_outs[i].shape[-1] == block_outs[i].shape[-1]
+        torch.testing.assert_close(tap_outs[i], expected)
+    torch.testing.assert_close(tap_outs[3], block_outs[3])
+    # only the requested taps, in order
+    tap.out_indices = (1, 3)
+    with torch.no_grad():
+        outs = tap(x)
+    assert [o.shape[1] for o in outs] == [256, 1024]
+
+
+def test_unknown_out_type_lists_the_valid_ones():
+    with pytest.raises(ValueError, match='block, transition'):
+        build(arch='121', out_type='pooled')

@@ -8,7 +8,7 @@ Each dense layer is pre-activation ``BN-ReLU-1x1 conv (bn_size * growth) -
 BN-ReLU-3x3 conv (growth)`` and its output is concatenated to its input; a
 transition is ``BN-ReLU-1x1 conv (half the channels) - 2x2 avg-pool``.
 """
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -163,11 +163,22 @@ class DenseNet(StagedBackbone):
     (the next transition's BN-ReLU normalises them), as in torchvision's
     ``features`` taps.
 
+    With ``out_type='transition'`` the outputs at strides 4, 8 and 16 are
+    instead the 1x1 convs of the *next* transition, before its pooling (half
+    the channels, e.g. 128, 256, 512 for DenseNet-121); stage 4 still outputs
+    its block. These are the taps of the VoVNet paper's DenseNet-201
+    RefineDet (256/896/1920 channels), whose 56.13M parameters only this
+    layout reproduces (docs/refinedet.md). The modules and their weights are
+    the same in both layouts.
+
     Args:
         arch (str): ``'121'``, ``'161'`` or ``'201'``. Defaults to ``'121'``.
         in_channels (int): Number of input image channels. Defaults to 3.
         out_indices (Sequence[int]): Stages to output (0..3 = strides 4, 8,
             16, 32). Defaults to (0, 1, 2, 3).
+        out_type (str): ``'block'`` (a dense block's concatenation) or
+            ``'transition'`` (the next transition's 1x1 conv, before
+            pooling) for stages 0-2. Defaults to ``'block'``.
         frozen_stages (int): ``-1`` freezes nothing, ``0`` the stem, ``k`` the
             stem and the first ``k`` stages. Defaults to -1.
         norm_cfg (dict): Norm layer config. Defaults to
@@ -192,11 +203,13 @@ class DenseNet(StagedBackbone):
         (1, 1024, 2, 2)
     """
     arch_settings = arch_settings
+    out_types = ('block', 'transition')
 
     def __init__(self,
                  arch: str = '121',
                  in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_type: str = 'block',
                  frozen_stages: int = -1,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
@@ -212,12 +225,16 @@ class DenseNet(StagedBackbone):
         if arch not in self.arch_settings:
             raise ValueError(f"unknown DenseNet arch '{arch}'; choose one of "
                              f"{', '.join(self.arch_settings)}")
+        if out_type not in self.out_types:
+            raise ValueError(f"unknown out_type '{out_type}'; choose one of "
+                             f"{', '.join(self.out_types)}")
         num_stages = 4
         out_indices = self._check_stage_args(out_indices, frozen_stages,
                                              num_stages)
         setting = self.arch_settings[arch]
         self.arch = arch
         self.out_indices = out_indices
+        self.out_type = out_type
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -250,5 +267,37 @@ class DenseNet(StagedBackbone):
             self.add_module(name, stage)
             self.stage_names.append(name)
             stage_channels.append(channels)
+        if out_type == 'transition':
+            # a transition halves the channels of the block before it
+            stage_channels[:-1] = [c // 2 for c in stage_channels[:-1]]
         self.out_channels = tuple(stage_channels[i] for i in out_indices)
         self._freeze_stages()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Forward function.
+
+        Args:
+            x (Tensor): Images of shape (N, C, H, W).
+
+        Returns:
+            tuple[Tensor]: Feature maps of the stages in ``out_indices``,
+            dense-block or transition taps as ``out_type`` says.
+        """
+        if self.out_type == 'block':
+            return super().forward(x)
+        x = self.stem(x)
+        outs = []
+        last = len(self.stage_names) - 1
+        for i, name in enumerate(self.stage_names):
+            for child_name, child in getattr(self, name).named_children():
+                if child_name == 'transition':
+                    # tap the previous stage at the conv, before pooling
+                    x = child.conv(child.relu(child.norm(x)))
+                    if i - 1 in self.out_indices:
+                        outs.append(x)
+                    x = child.pool(x)
+                else:
+                    x = child(x)
+            if i == last and i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
