@@ -15,8 +15,7 @@ from mmengine.structures import InstanceData
 
 import vovdet  # noqa: F401
 from vovdet.analysis import get_complexity
-from vovdet.analysis.dsod_learning import (format_results, loss_curve,
-                                           run_learning_benchmark)
+from vovdet.analysis.learning import logged_losses
 
 register_all_modules()
 
@@ -327,36 +326,9 @@ def test_train_tool_runs_shapes_config(tmp_path, shapes_root):
         env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
-    curve = loss_curve(work)
+    curve = logged_losses(work)['loss']
     assert [i for i, _ in curve] == [1, 2]
     assert all(torch.isfinite(torch.tensor(v)) for _, v in curve)
-
-
-def test_learning_benchmark_end_to_end(tmp_path, shapes_root):
-    # the conftest data set, recognised by its spec and not regenerated
-    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
-                min_radius=10, max_radius=30, seed=0)
-    loaders = {
-        f'{split}_dataloader.{key}': value
-        for split in ('train', 'val', 'test')
-        for key, value in (('num_workers', 0), ('persistent_workers', False))
-    }
-    work = str(tmp_path / 'work')
-    result = run_learning_benchmark(
-        SHAPES, shapes_root, work, iters=2, batch_size=2, data_spec=spec,
-        cfg_options=loaders)
-    assert result['iters'] == 2 and result['batch_size'] == 2
-    assert 0 <= result['ap50'] <= 100
-    assert torch.isfinite(torch.tensor([result['first_loss'],
-                                        result['last_loss']])).all()
-    assert osp.isfile(osp.join(work, 'iter_2.pth'))
-    used = Config.fromfile(osp.join(work, osp.basename(SHAPES)))
-    # the schedule is scaled to 2 iterations: warm-up 100/1200 -> 0 .. 1
-    assert used.param_scheduler[0].end == 1
-    assert used.param_scheduler[1].end == 2
-    assert used.train_dataloader.num_workers == 0
-    assert '| vovnet27slim_dsod160_shapes.py | 2 x 2 |' in format_results(
-        [result])
 
 
 @pytest.mark.parametrize('name, flops, paper', [

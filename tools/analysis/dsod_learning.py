@@ -1,11 +1,17 @@
-"""Train DSOD shapes configs from scratch on a CPU and print their AP50:
+"""The learning benchmark with the DSOD shapes config as its default:
 python tools/analysis/dsod_learning.py [--config CFG ...] [--iters N]
     [--batch-size B] [--data-root DIR] [--work-dir DIR]
 
-The logic is in :mod:`vovdet.analysis.dsod_learning`.
+The logic is in :mod:`vovdet.analysis.learning`.
 """
-from vovdet.analysis.dsod_learning import main
+from functools import partial
+
+from vovdet.analysis.learning import main
 from vovdet.apis.common import run_cli
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(
+        partial(
+            main,
+            default_config='configs/vovnet27slim_dsod160_shapes.py',
+            work_dir='work_dirs/dsod_learning'))

@@ -1,0 +1,126 @@
+"""The learning benchmark: schedule scaling, loss-log reading, and end-to-end
+runs of a couple of iterations for RefineDet and DSOD on tiny shapes sets."""
+import json
+import math
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from vovdet.analysis.learning import (format_results, logged_losses, main,
+                                      run_learning_benchmark, scaled_config)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REFINEDET = osp.join(ROOT, 'configs', 'vovnet19slim_refinedet192_shapes.py')
+DSOD = osp.join(ROOT, 'configs', 'vovnet27slim_dsod160_shapes.py')
+
+
+def test_scaled_config_scales_the_schedule_and_skips_validation():
+    cfg = scaled_config(REFINEDET, '/somewhere/shapes', iters=150,
+                        batch_size=2,
+                        cfg_options={'train_dataloader.num_workers': 0})
+    assert cfg.train_cfg.max_iters == 150
+    warmup, cosine = cfg.param_scheduler
+    # 100 warm-up iterations of 1500 -> 10 of 150
+    assert (warmup.begin, warmup.end) == (0, 10)
+    assert (cosine.begin, cosine.end) == (10, 150)
+    assert cfg.val_dataloader is None and cfg.val_cfg is None
+    assert cfg.default_hooks.checkpoint.interval == 150
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.train_dataloader.num_workers == 0
+    assert cfg.train_dataloader.dataset.data_root == '/somewhere/shapes/'
+    assert cfg.test_dataloader.dataset.data_root == '/somewhere/shapes/'
+    with pytest.raises(ValueError, match='iters must be positive'):
+        scaled_config(REFINEDET, '/somewhere/shapes', iters=0)
+    # without iters the config's own schedule is kept, checkpointed once
+    cfg = scaled_config(DSOD, '/somewhere/shapes')
+    assert cfg.train_cfg.max_iters == 1200
+    assert cfg.default_hooks.checkpoint.interval == 1200
+
+
+def test_logged_losses_reads_every_loss_term(tmp_path):
+    run = tmp_path / '20260101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    records = [
+        dict(iter=2, loss=2.0, loss_cls=1.5, lr=0.1),
+        dict(iter=1, loss=3.0, loss_cls=2.0, lr=0.1),
+        dict(coco_bbox_mAP=0.1, step=2),  # a validation record: ignored
+    ]
+    (run / 'scalars.json').write_text(
+        '\n'.join(json.dumps(r) for r in records))
+    assert logged_losses(str(tmp_path)) == {
+        'loss': [(1, 3.0), (2, 2.0)],
+        'loss_cls': [(1, 2.0), (2, 1.5)]
+    }
+
+
+def tiny_data(monkeypatch):
+    """Make the benchmark generate a tiny data set instead of the demo's."""
+    from vovdet.apis import demo
+    for key, value in dict(num_train=4, num_val=2, image_size=96,
+                           max_radius=30.0).items():
+        monkeypatch.setitem(demo.DEMO_DATA, key, value)
+
+
+def check_result(result, loss_keys):
+    assert result['iters'] == 2 and result['batch_size'] == 2
+    assert set(result['losses']) == set(loss_keys)
+    for first, last in result['losses'].values():
+        assert math.isfinite(first) and math.isfinite(last)
+    assert result['ap50']
+    for value in result['ap50'].values():
+        assert 0 <= value <= 100
+
+
+def test_refinedet_benchmark_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    tiny_data(monkeypatch)
+    data_root = str(tmp_path / 'shapes')
+    work = tmp_path / 'work'
+    [result] = main(['--data-root', data_root, '--work-dir', str(work),
+                     '--iters', '2', '--batch-size', '2'],
+                    default_config=REFINEDET)
+    # the benchmark generated the data set itself
+    assert osp.isfile(osp.join(data_root, 'VOC2007', 'ImageSets', 'Main',
+                               'test.txt'))
+    check_result(result, {'loss', 'loss_arm_cls', 'loss_arm_bbox',
+                          'loss_odm_cls', 'loss_odm_bbox'})
+    # both VOCMetrics of voc07_ssd320.py: 11-point and area AP
+    assert set(result['ap50']) == {'voc_11points/AP50', 'voc_area/AP50'}
+    run = work / 'vovnet19slim_refinedet192_shapes'
+    assert (run / 'iter_2.pth').is_file()
+    table = capsys.readouterr().out
+    assert '| voc_11points/AP50 | voc_area/AP50 |' in table
+    assert '| vovnet19slim_refinedet192_shapes.py | 2 x 2 |' in table
+    assert 'loss_odm_cls' in table
+
+
+def test_dsod_benchmark_runs_end_to_end(tmp_path, shapes_root):
+    # the conftest data set, recognised by its spec and not regenerated
+    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
+                min_radius=10, max_radius=30, seed=0)
+    loaders = {
+        f'{split}_dataloader.{key}': value
+        for split in ('train', 'test')
+        for key, value in (('num_workers', 0), ('persistent_workers', False))
+    }
+    work = str(tmp_path / 'work')
+    result = run_learning_benchmark(
+        DSOD, shapes_root, work, iters=2, batch_size=2, data_spec=spec,
+        cfg_options=loaders)
+    check_result(result, {'loss', 'loss_cls', 'loss_bbox'})
+    assert set(result['ap50']) == {'pascal_voc/AP50'}
+    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+    used = Config.fromfile(osp.join(work, osp.basename(DSOD)))
+    # the schedule is scaled to 2 iterations: warm-up 100/1200 -> 0 .. 1
+    assert used.param_scheduler[0].end == 1
+    assert used.param_scheduler[1].end == 2
+    assert used.train_dataloader.num_workers == 0
+    table = format_results([result])
+    assert '| vovnet27slim_dsod160_shapes.py | 2 x 2 | ' in table
+    assert 'loss_bbox' in table
+
+
+def test_main_requires_a_config_without_a_default():
+    with pytest.raises(SystemExit):
+        main([])
