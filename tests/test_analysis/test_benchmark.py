@@ -1,5 +1,6 @@
 """Tests for vovdet.analysis.benchmark and vovdet.analysis.paper_table."""
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -18,10 +19,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import vovdet  # noqa: F401  (registers the backbones)
 from vovdet.analysis import get_complexity, get_config_complexity
 from vovdet.analysis.benchmark import (BenchmarkSettings, EnergyMonitor,
-                                       EnergyUnavailable, PeakMemory,
-                                       RaplMeter, benchmark_model,
+                                       EnergyUnavailable, ModelSpec,
+                                       PeakMemory, RaplMeter, benchmark_model,
                                        find_rapl_zones, fold_conv_bn,
-                                       format_result, rapl_delta_uj)
+                                       format_result, paired_benchmark,
+                                       rapl_delta_uj, time_in_turns)
 from vovdet.analysis.paper_table import (format_markdown, parse_backbone_spec,
                                          parse_entry, run_table)
 
@@ -425,3 +427,73 @@ def test_table_rows_run_in_fresh_processes(tmp_path):
     markdown = format_markdown(table)
     assert 'each model in its own process' in markdown
     assert '| GEMM 32x32x32 |' in markdown
+
+
+def test_time_in_turns_rotates_and_times_every_call():
+    order = []
+    calls = {
+        label: (lambda label=label: order.append(label))
+        for label in ('a', 'b', 'c')
+    }
+    times = time_in_turns(calls, warmup=1, rounds=3,
+                          device=torch.device('cpu'))
+    assert {k: len(v) for k, v in times.items()} == {'a': 3, 'b': 3, 'c': 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+    # one warm-up round in order, then each round starts one further along
+    assert order == list('abc' 'abc' 'bca' 'cab')
+
+
+def test_paired_benchmark_gives_speed_ups_and_peak_fractions(tmp_path):
+    settings = tiny_settings(tmp_path, threads=1)
+    base = ModelSpec('ResNet-18', backbone=dict(type='ResNet', depth=18,
+                                                base_channels=8))
+    fused = ModelSpec('ResNet-18+fuse', backbone=base.backbone)
+    specs = [(base, settings),
+             (fused, dataclasses.replace(settings, fuse_conv_bn=True))]
+    result = paired_benchmark(specs, peak_conv=(8, 16, False), warmup=1,
+                              rounds=3)
+    assert result.labels == ['ResNet-18', 'ResNet-18+fuse']
+    assert set(result.latencies_ms) == {'ResNet-18', 'ResNet-18+fuse',
+                                        'peak'}
+    assert all(len(v) == 3 for v in result.latencies_ms.values())
+    assert result.peak_name == 'conv3x3 8->8 @ 16x16 NCHW'
+    assert result.flops['peak'] == 9 * 8 * 8 * 16 * 16
+    assert result.flops['ResNet-18'] == result.flops['ResNet-18+fuse']
+    # the speed-up is the median of the per-turn latency ratios
+    ratios = sorted(a / b for a, b in zip(result.latencies_ms['ResNet-18'],
+                                          result.latencies_ms[
+                                              'ResNet-18+fuse']))
+    assert result.speed_ups == {'ResNet-18+fuse': pytest.approx(ratios[1])}
+    for label in result.labels:
+        rates = sorted(
+            (result.flops[label] / m) / (result.flops['peak'] / p)
+            for m, p in zip(result.latencies_ms[label],
+                            result.latencies_ms['peak']))
+        assert result.peak_fractions[label] == pytest.approx(rates[1])
+    with pytest.raises(ValueError, match='distinct labels'):
+        paired_benchmark([(base, settings), (base, settings)])
+
+
+def test_table_speed_ups_and_fractions_are_paired(tmp_path):
+    entries = [parse_entry(e, 'backbone') for e in (
+        'ResNet:depth=18,base_channels=8',
+        'ResNet:depth=18,base_channels=8+fuse')]
+    table = run_table(entries, tiny_settings(tmp_path, threads=1),
+                      title='paired', isolate=True,
+                      peak_kwargs=dict(gemm_size=32, conv_shapes=((8, 8), ),
+                                       repeats=2))
+    # one group: the plain model, its fused variant and the conv peak,
+    # timed in turns in a child process
+    (paired, ) = table.paired
+    assert paired.labels == [e.spec.label for e in entries]
+    assert paired.peak_name == table.conv_peak.name
+    assert table.paired_speed_up(0) is None
+    assert table.paired_speed_up(1) == paired.speed_ups[entries[1].spec.label]
+    assert table.paired_peak_fraction(0) > 0
+    data = table.to_dict()
+    assert data['paired_speed_ups'] == [None, table.paired_speed_up(1)]
+    markdown = format_markdown(table)
+    assert '"speed-up" are paired' in markdown
+    row = next(line for line in markdown.splitlines()
+               if line.startswith(f'| {entries[1].spec.label} |'))
+    assert row.rstrip().endswith(f'| {table.paired_speed_up(1):.2f}× |')

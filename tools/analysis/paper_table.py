@@ -4,7 +4,8 @@ python tools/analysis/paper_table.py [--configs CFG[+fuse] ...]
     [--backbones NAME|Type:k=v[+deploy][+fuse] ...] --out docs/results/
     [--name NAME] [--title TITLE] [--shape H W] [--batch N] [--repeats R]
     [--warmup W] [--part backbone|detector] [--mode inference|train]
-    [--threads T] [--device DEV] [--in-process] [--cfg-options k=v ...]
+    [--threads T] [--device DEV] [--in-process] [--no-paired]
+    [--cfg-options k=v ...]
 
 Writes NAME.md (table), NAME.png (latency and energy vs FLOPs) and
 NAME.json into --out. See docs/benchmarks.md and
@@ -61,6 +62,10 @@ def parse_args(argv=None):
         '(faster start-up; a model may then inherit warmed-up kernels and '
         'allocator caches from the previous one)')
     parser.add_argument(
+        '--no-paired', action='store_true',
+        help='skip timing each model in turns with its variants and the '
+        'conv peak (the paired speed-ups and peak fractions)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='overrides applied to every --configs entry')
     return parser.parse_args(argv)
@@ -89,7 +94,8 @@ def main(argv=None):
         settings,
         title=args.title or args.name,
         isolate=not args.in_process,
-        peak_kwargs=dict(gemm_size=args.gemm_size, conv_shapes=peak_convs))
+        peak_kwargs=dict(gemm_size=args.gemm_size, conv_shapes=peak_convs),
+        paired=not args.no_paired)
     paths = write_table(table, args.out, args.name)
     with open(paths['markdown']) as f:
         print(f.read())

@@ -689,26 +689,38 @@ def _time_calls(fn: Callable[[], Any], warmup: int, repeats: int,
     return times, out, energy
 
 
-def benchmark_model(model: nn.Module,
-                    settings: BenchmarkSettings,
-                    name: str = '',
-                    optim_wrapper_cfg: Optional[dict] = None
-                    ) -> BenchmarkResult:
-    """Measure one model.
+@dataclass
+class PreparedModel:
+    """A model ready to be timed (see :func:`prepare_model`).
 
-    Args:
-        model (nn.Module): A backbone (any module called as ``model(x)``)
-            when ``settings.part == 'backbone'``, an mmdet detector when it
-            is ``'detector'``. Transforms are applied in place.
-        settings (BenchmarkSettings): What to run.
-        name (str): Label for the result. Defaults to the class name.
-        optim_wrapper_cfg (dict, optional): Optimizer wrapper for train
-            mode (the config's ``optim_wrapper``). Defaults to SGD with
-            lr 0.02, momentum 0.9, weight decay 1e-4.
-
-    Returns:
-        BenchmarkResult: The measurements.
+    Attributes:
+        model (nn.Module): The model, transformed and on its device.
+        call (callable): One timed call (inference or a training step).
+        device (torch.device): Where it runs.
+        flops (int, optional): Multiply-adds per call (inference only).
+        mac (int, optional): Memory access cost per call (inference only).
+        deployed (list[str]): Re-parameterised modules.
+        folded (int): BatchNorms folded into convs.
+        max_diff (float, optional): Largest relative change of the output
+            the transforms caused.
     """
+    model: nn.Module
+    call: Callable[[], Any]
+    device: torch.device
+    flops: Optional[int] = None
+    mac: Optional[int] = None
+    deployed: List[str] = field(default_factory=list)
+    folded: int = 0
+    max_diff: Optional[float] = None
+
+
+def prepare_model(model: nn.Module,
+                  settings: BenchmarkSettings,
+                  name: str = '',
+                  optim_wrapper_cfg: Optional[dict] = None) -> PreparedModel:
+    """Move ``model`` to its device, apply the inference transforms of
+    ``settings`` (checking they keep the output), count its FLOPs and MAC
+    and return the call to time. Arguments as :func:`benchmark_model`."""
     device = settings.torch_device()
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
@@ -737,9 +749,7 @@ def benchmark_model(model: nn.Module,
         def check_forward(m: nn.Module) -> Any:
             return m.extract_feat(m.data_preprocessor(data, False)['inputs'])
 
-    deployed: List[str] = []
-    folded = 0
-    max_diff = None
+    prepared = PreparedModel(model, lambda: None, device)
     if settings.mode == 'inference':
         model.eval()
         if settings.deploy or settings.fuse_conv_bn or \
@@ -747,25 +757,26 @@ def benchmark_model(model: nn.Module,
             with torch.no_grad():
                 reference = check_forward(model)
             if settings.deploy:
-                deployed = reparameterize_model(model)
+                prepared.deployed = reparameterize_model(model)
             if settings.fuse_conv_bn:
-                folded = fold_conv_bn(model)
+                prepared.folded = fold_conv_bn(model)
             model = model.to(memory_format=memory_format)
             with torch.no_grad():
-                max_diff = max_relative_difference(reference,
-                                                   check_forward(model))
+                prepared.max_diff = max_relative_difference(
+                    reference, check_forward(model))
             del reference
-            if max_diff > TRANSFORM_TOLERANCE:
+            if prepared.max_diff > TRANSFORM_TOLERANCE:
                 raise RuntimeError(
                     f'{name or type(model).__name__}: the inference '
-                    f'transforms changed the output by {max_diff:.2e} '
-                    f'(relative), above {TRANSFORM_TOLERANCE}; a BN may not '
-                    f'directly follow the conv it was folded into. Benchmark '
-                    f'without --fuse-conv-bn/--deploy.')
+                    f'transforms changed the output by '
+                    f'{prepared.max_diff:.2e} (relative), above '
+                    f'{TRANSFORM_TOLERANCE}; a BN may not directly follow '
+                    f'the conv it was folded into. Benchmark without '
+                    f'--fuse-conv-bn/--deploy.')
         complexity = get_complexity(
             model, image if settings.part == 'backbone' else torch.empty(0),
             forward_fn=lambda m, _: forward(m))
-        flops, mac = complexity.flops, complexity.mac
+        prepared.flops, prepared.mac = complexity.flops, complexity.mac
 
         def call() -> Any:
             with torch.no_grad():
@@ -779,11 +790,37 @@ def benchmark_model(model: nn.Module,
                 type='OptimWrapper',
                 optimizer=dict(
                     type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4)))
-        flops = mac = None
 
         def call() -> Any:
             return model.train_step(data, optim_wrapper)
 
+    prepared.model, prepared.call = model, call
+    return prepared
+
+
+def benchmark_model(model: nn.Module,
+                    settings: BenchmarkSettings,
+                    name: str = '',
+                    optim_wrapper_cfg: Optional[dict] = None
+                    ) -> BenchmarkResult:
+    """Measure one model.
+
+    Args:
+        model (nn.Module): A backbone (any module called as ``model(x)``)
+            when ``settings.part == 'backbone'``, an mmdet detector when it
+            is ``'detector'``. Transforms are applied in place.
+        settings (BenchmarkSettings): What to run.
+        name (str): Label for the result. Defaults to the class name.
+        optim_wrapper_cfg (dict, optional): Optimizer wrapper for train
+            mode (the config's ``optim_wrapper``). Defaults to SGD with
+            lr 0.02, momentum 0.9, weight decay 1e-4.
+
+    Returns:
+        BenchmarkResult: The measurements.
+    """
+    prepared = prepare_model(model, settings, name, optim_wrapper_cfg)
+    model, call, device = prepared.model, prepared.call, prepared.device
+    flops = prepared.flops
     memory = PeakMemory(device)
     monitor = EnergyMonitor(device, settings.rapl_root,
                             settings.power_interval)
@@ -804,7 +841,7 @@ def benchmark_model(model: nn.Module,
         threads=torch.get_num_threads(),
         params=sum(p.numel() for p in model.parameters()),
         flops=flops,
-        mac=mac,
+        mac=prepared.mac,
         latencies_ms=[s * 1e3 for s in seconds],
         latency_median_ms=median * 1e3,
         latency_p90_ms=float(np.percentile(seconds, 90)) * 1e3,
@@ -818,9 +855,9 @@ def benchmark_model(model: nn.Module,
         average_power_w=energy.average_power_w,
         energy_source=energy.source,
         energy_reason=energy.reason,
-        deployed=deployed,
-        folded_bn=folded,
-        transform_max_rel_diff=max_diff,
+        deployed=prepared.deployed,
+        folded_bn=prepared.folded,
+        transform_max_rel_diff=prepared.max_diff,
         last_loss=last_loss)
 
 
@@ -898,6 +935,167 @@ def benchmark_spec(spec: ModelSpec,
     return benchmark_model(model, settings, spec.label, optim_cfg)
 
 
+def time_in_turns(calls: Dict[str, Callable[[], Any]], warmup: int,
+                  rounds: int, device: torch.device) -> Dict[str, List[float]]:
+    """Seconds per call of every callable, timed one call each in turns.
+
+    Each round calls every callable once, starting one further along the
+    list than the last round, so no callable always follows the same one.
+    A slow spell of the machine then slows every callable of that round
+    alike, and per-round ratios cancel it: the way to compare models on a
+    noisy machine (a shared VM, a laptop changing its clock).
+
+    Args:
+        calls (dict[str, callable]): What to time, by label.
+        warmup (int): Untimed rounds first.
+        rounds (int): Timed rounds.
+        device (torch.device): Synchronised around each call on CUDA.
+
+    Returns:
+        dict[str, list[float]]: ``rounds`` durations per label.
+    """
+
+    def sync() -> None:
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    labels = list(calls)
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    times: Dict[str, List[float]] = {label: [] for label in labels}
+    for r in range(rounds):
+        k = r % len(labels)
+        for label in labels[k:] + labels[:k]:
+            sync()
+            start = time.perf_counter()
+            calls[label]()
+            sync()
+            times[label].append(time.perf_counter() - start)
+    return times
+
+
+@dataclass
+class PairedResult:
+    """Models (and a reference 3x3 conv) timed in turns in one process.
+
+    Attributes:
+        labels (list[str]): The models; the first is the base of the
+            speed-ups.
+        latencies_ms (dict[str, list[float]]): Per-round latency by label,
+            the reference conv under ``'peak'``.
+        flops (dict[str, int]): Multiply-adds per call by label.
+        peak_name (str, optional): The reference conv.
+        speed_ups (dict[str, float]): Median over rounds of the base's
+            latency / the model's, for every model but the base.
+        peak_fractions (dict[str, float]): Median over rounds of the model's
+            GFLOP/s / the reference conv's in the same round.
+    """
+    labels: List[str]
+    latencies_ms: Dict[str, List[float]]
+    flops: Dict[str, Optional[int]]
+    peak_name: Optional[str] = None
+    speed_ups: Dict[str, float] = field(default_factory=dict)
+    peak_fractions: Dict[str, float] = field(default_factory=dict)
+
+
+def paired_benchmark(specs: List[Tuple[ModelSpec, BenchmarkSettings]],
+                     peak_conv: Optional[Tuple[int, int, bool]] = None,
+                     warmup: int = 3,
+                     rounds: int = 20) -> PairedResult:
+    """Time several models in turns (:func:`time_in_turns`) in this process.
+
+    The way to measure the speed-up of a transform (conv+BN folding, RepVGG
+    deploy, channels-last) and a model's fraction of the machine's peak on
+    a noisy machine: both are ratios of calls made seconds apart, never of
+    runs made minutes apart.
+
+    Args:
+        specs (list[tuple[ModelSpec, BenchmarkSettings]]): The models with
+            their inference settings; the first is the base of the
+            speed-ups. Labels must differ.
+        peak_conv (tuple[int, int, bool], optional): ``(channels, size,
+            channels_last)`` of a stride-1 ``c -> c`` 3x3 conv on a batch-1
+            map, timed in the same turns; None skips the peak fractions.
+        warmup (int): Untimed rounds.
+        rounds (int): Timed rounds.
+
+    Returns:
+        PairedResult: Latencies, speed-ups and peak fractions.
+    """
+    labels = [spec.label for spec, _ in specs]
+    if len(set(labels)) != len(labels) or 'peak' in labels:
+        raise ValueError(f'paired models need distinct labels other than '
+                         f"'peak', got {labels}")
+    if any(s.mode != 'inference' for _, s in specs):
+        raise ValueError('paired benchmarks time inference only')
+    calls: Dict[str, Callable[[], Any]] = {}
+    flops: Dict[str, Optional[int]] = {}
+    device = specs[0][1].torch_device()
+    for spec, settings in specs:
+        model, _ = build_spec_model(spec, settings.part)
+        prepared = prepare_model(model, settings, spec.label)
+        calls[spec.label] = prepared.call
+        flops[spec.label] = prepared.flops
+    peak_name = None
+    if peak_conv is not None:
+        channels, size, channels_last = peak_conv
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        conv = conv.to(device).eval().to(memory_format=fmt)
+        x = torch.randn(1, channels, size, size,
+                        generator=torch.Generator().manual_seed(0))
+        x = x.to(device).contiguous(memory_format=fmt)
+
+        def peak_call() -> Any:
+            with torch.no_grad():
+                return conv(x)
+
+        calls['peak'] = peak_call
+        flops['peak'] = 9 * channels * channels * size * size
+        peak_name = (f'conv3x3 {channels}->{channels} @ {size}x{size} '
+                     f"{'NHWC' if channels_last else 'NCHW'}")
+    seconds = time_in_turns(calls, warmup, rounds, device)
+    result = PairedResult(
+        labels=labels,
+        latencies_ms={k: [t * 1e3 for t in v] for k, v in seconds.items()},
+        flops=flops,
+        peak_name=peak_name)
+    base = labels[0]
+    for label in labels:
+        if label != base:
+            result.speed_ups[label] = float(np.median(
+                np.array(seconds[base]) / np.array(seconds[label])))
+        if peak_conv is not None and flops[label]:
+            model_rate = flops[label] / np.array(seconds[label])
+            peak_rate = flops['peak'] / np.array(seconds['peak'])
+            result.peak_fractions[label] = float(
+                np.median(model_rate / peak_rate))
+    return result
+
+
+def _run_child(request: Dict[str, Any], what: str,
+               timeout: Optional[float]) -> Dict[str, Any]:
+    """Run a benchmark request in a fresh Python process, return its
+    result dict."""
+    code = ('from vovdet.analysis.benchmark import run_request_from_stdin; '
+            'run_request_from_stdin()')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          input=json.dumps(request),
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    lines = [
+        line for line in proc.stdout.splitlines()
+        if line.startswith(_RESULT_MARKER)
+    ]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f'benchmark of {what} failed in its subprocess (exit '
+            f'{proc.returncode}):\n{proc.stderr[-3000:]}')
+    return json.loads(lines[-1][len(_RESULT_MARKER):])
+
+
 def run_isolated(spec: ModelSpec,
                  settings: BenchmarkSettings,
                  timeout: Optional[float] = None) -> BenchmarkResult:
@@ -914,33 +1112,43 @@ def run_isolated(spec: ModelSpec,
     Returns:
         BenchmarkResult: The child's measurements.
     """
-    request = json.dumps(dict(spec=asdict(spec), settings=asdict(settings)))
-    code = ('from vovdet.analysis.benchmark import run_request_from_stdin; '
-            'run_request_from_stdin()')
-    proc = subprocess.run([sys.executable, '-c', code],
-                          input=request,
-                          capture_output=True,
-                          text=True,
-                          timeout=timeout)
-    lines = [
-        line for line in proc.stdout.splitlines()
-        if line.startswith(_RESULT_MARKER)
-    ]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"benchmark of '{spec.label}' failed in its subprocess (exit "
-            f'{proc.returncode}):\n{proc.stderr[-3000:]}')
+    request = dict(spec=asdict(spec), settings=asdict(settings))
     return BenchmarkResult.from_dict(
-        json.loads(lines[-1][len(_RESULT_MARKER):]))
+        _run_child(request, f"'{spec.label}'", timeout))
+
+
+def run_paired_isolated(specs: List[Tuple[ModelSpec, BenchmarkSettings]],
+                        peak_conv: Optional[Tuple[int, int, bool]] = None,
+                        warmup: int = 3,
+                        rounds: int = 20,
+                        timeout: Optional[float] = None) -> PairedResult:
+    """:func:`paired_benchmark` in a fresh Python process."""
+    request = dict(
+        paired=[dict(spec=asdict(spec), settings=asdict(settings))
+                for spec, settings in specs],
+        peak_conv=peak_conv, warmup=warmup, rounds=rounds)
+    labels = ', '.join(spec.label for spec, _ in specs)
+    return PairedResult(**_run_child(request, f'[{labels}] in turns',
+                                     timeout))
 
 
 def run_request_from_stdin() -> None:
-    """Child side of :func:`run_isolated`: read a JSON request, print the
-    result on one marked line."""
+    """Child side of :func:`run_isolated` and :func:`run_paired_isolated`:
+    read a JSON request, print the result on one marked line."""
     request = json.loads(sys.stdin.read())
-    settings = BenchmarkSettings(**request['settings'])
-    result = benchmark_spec(ModelSpec(**request['spec']), settings)
-    print(_RESULT_MARKER + json.dumps(result.to_dict()), flush=True)
+    if 'paired' in request:
+        peak_conv = request['peak_conv']
+        result = asdict(
+            paired_benchmark(
+                [(ModelSpec(**r['spec']), BenchmarkSettings(**r['settings']))
+                 for r in request['paired']],
+                None if peak_conv is None else tuple(peak_conv),
+                request['warmup'], request['rounds']))
+    else:
+        settings = BenchmarkSettings(**request['settings'])
+        result = benchmark_spec(ModelSpec(**request['spec']),
+                                settings).to_dict()
+    print(_RESULT_MARKER + json.dumps(result), flush=True)
 
 
 def _fmt(value: Optional[float], pattern: str) -> str:

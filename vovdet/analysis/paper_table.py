@@ -40,7 +40,8 @@ import torch
 import torch.nn as nn
 
 from .benchmark import (BenchmarkResult, BenchmarkSettings, ModelSpec,
-                        benchmark_spec, device_name, run_isolated)
+                        PairedResult, benchmark_spec, device_name,
+                        paired_benchmark, run_isolated, run_paired_isolated)
 
 # Named backbones (mmdet MODELS configs). ResNets are mmdet's; the rest are
 # vovdet's. All output the four stages (strides 4-32) a detector uses.
@@ -163,11 +164,14 @@ class PeakResult:
         flops (int): Multiply-adds per call.
         latency_ms (float): Median time per call.
         gflops_per_s (float): flops / latency / 1e9.
+        conv (tuple[int, int, bool], optional): ``(channels, size,
+            channels_last)`` of a 3x3 conv; None for the GEMM.
     """
     name: str
     flops: int
     latency_ms: float
     gflops_per_s: float
+    conv: Optional[Tuple[int, int, bool]] = None
 
 
 def _median_seconds(fn, warmup: int, repeats: int,
@@ -237,7 +241,8 @@ def measure_peak(device: torch.device,
                     PeakResult(
                         f'conv3x3 {channels}->{channels} @ {size}x{size} '
                         f'{fmt}', flops, seconds * 1e3,
-                        flops / seconds / 1e9))
+                        flops / seconds / 1e9,
+                        conv=(channels, size, fmt == 'NHWC')))
     return results
 
 
@@ -256,6 +261,10 @@ class TableResult:
         rows (list[BenchmarkResult]): One per entry.
         base_labels (list[str]): Each row's untransformed model.
         isolated (bool): Every model ran in a fresh process.
+        paired (list[PairedResult]): Each model with its transformed
+            variants and the 3x3-conv peak timed in turns in one process
+            (:func:`~vovdet.analysis.benchmark.paired_benchmark`): the
+            noise-robust source of the speed-ups and peak fractions.
     """
     title: str
     settings: Dict[str, Any]
@@ -267,6 +276,7 @@ class TableResult:
     rows: List[BenchmarkResult]
     base_labels: List[str]
     isolated: bool = True
+    paired: List[PairedResult] = field(default_factory=list)
 
     @property
     def conv_peak(self) -> Optional[PeakResult]:
@@ -280,9 +290,31 @@ class TableResult:
         gemms = [p for p in self.peaks if p.name.startswith('GEMM')]
         return gemms[0] if gemms else None
 
+    def _paired(self, label: str) -> Optional[PairedResult]:
+        for paired in self.paired:
+            if label in paired.labels:
+                return paired
+        return None
+
+    def paired_speed_up(self, index: int) -> Optional[float]:
+        """Median over turns of the plain model's latency / the row's,
+        both timed in turns in one process; None for a plain row or when
+        the plain model is not in the table."""
+        label = self.rows[index].name
+        paired = self._paired(label)
+        return None if paired is None else paired.speed_ups.get(label)
+
+    def paired_peak_fraction(self, index: int) -> Optional[float]:
+        """Median over turns of the row's GFLOP/s / the 3x3-conv peak's
+        timed in the same turn."""
+        label = self.rows[index].name
+        paired = self._paired(label)
+        return None if paired is None else paired.peak_fractions.get(label)
+
     def speed_up(self, index: int) -> Optional[float]:
         """Median latency of the row's plain model / the row's, if both
-        are in the table and the row is a transformed variant."""
+        are in the table and the row is a transformed variant (runs made
+        one after the other; see :meth:`paired_speed_up`)."""
         row = self.rows[index]
         base = self.base_labels[index]
         if row.name == base:
@@ -296,6 +328,12 @@ class TableResult:
         """Plain-container form (JSON-serialisable)."""
         data = asdict(self)
         data['speed_ups'] = [self.speed_up(i) for i in range(len(self.rows))]
+        data['paired_speed_ups'] = [
+            self.paired_speed_up(i) for i in range(len(self.rows))
+        ]
+        data['paired_peak_fractions'] = [
+            self.paired_peak_fraction(i) for i in range(len(self.rows))
+        ]
         return data
 
 
@@ -303,8 +341,15 @@ def run_table(entries: Sequence[TableEntry],
               settings: BenchmarkSettings,
               title: str = 'Benchmark',
               isolate: bool = True,
-              peak_kwargs: Optional[Dict[str, Any]] = None) -> TableResult:
+              peak_kwargs: Optional[Dict[str, Any]] = None,
+              paired: bool = True) -> TableResult:
     """Benchmark every entry and measure the machine's peak.
+
+    Each entry is first measured on its own (latency, memory, energy).
+    Then, for inference, each model is timed once more in turns with its
+    transformed variants and the fastest 3x3 conv of the peak measurement,
+    in one process: the speed-ups and peak fractions are ratios of calls
+    made seconds apart, which a machine's slow spells cannot skew.
 
     Args:
         entries (Sequence[TableEntry]): The rows; each row's variants are
@@ -314,6 +359,8 @@ def run_table(entries: Sequence[TableEntry],
         isolate (bool): Run every model in a fresh process
             (:func:`run_isolated`). Defaults to True.
         peak_kwargs (dict, optional): Arguments of :func:`measure_peak`.
+        paired (bool): Also time every model with its variants and the
+            conv peak in turns. Defaults to True.
 
     Returns:
         TableResult: The measurements.
@@ -330,6 +377,20 @@ def run_table(entries: Sequence[TableEntry],
         else:
             rows.append(benchmark_spec(entry.spec, row_settings))
     peaks = measure_peak(device, **(peak_kwargs or {}))
+    paired_results = []
+    if paired and settings.mode == 'inference':
+        conv = max((p for p in peaks if p.conv is not None),
+                   key=lambda p: p.gflops_per_s, default=None)
+        groups: Dict[str, List[Tuple[ModelSpec, BenchmarkSettings]]] = {}
+        for entry in entries:
+            groups.setdefault(entry.base_label, []).append(
+                (entry.spec, replace(
+                    settings, **{VARIANTS[v]: True for v in entry.variants})))
+        run = run_paired_isolated if isolate else paired_benchmark
+        for group in groups.values():
+            paired_results.append(
+                run(group, None if conv is None else tuple(conv.conv),
+                    warmup=settings.warmup, rounds=settings.repeats))
     return TableResult(
         title=title,
         settings=asdict(settings),
@@ -341,7 +402,8 @@ def run_table(entries: Sequence[TableEntry],
         peaks=peaks,
         rows=rows,
         base_labels=[e.base_label for e in entries],
-        isolated=isolate)
+        isolated=isolate,
+        paired=paired_results)
 
 
 def _num(value: Optional[float], pattern: str) -> str:
@@ -370,6 +432,19 @@ def format_markdown(table: TableResult) -> str:
         'memory is the peak over warm-up and timed calls '
         f'({table.rows[0].memory_source if table.rows else "n/a"}).',
         '',
+    ]
+    if table.paired:
+        peak_name = table.paired[0].peak_name or 'no reference conv'
+        lines += [
+            '"eff. / 3×3-conv peak" and "speed-up" are paired: each model '
+            'was timed again, one call at a time in turns with its '
+            f'transformed variants and the reference conv ({peak_name}), '
+            'in one process, and the figures are medians over turns of '
+            'per-turn ratios, so slow spells of the machine cancel. '
+            'Latency and FPS are from the separate runs.',
+            '',
+        ]
+    lines += [
         '| Model | FLOPs (G) | FPS | #Param (M) | Memory (MB) | Energy '
         '(J/img) | Comp. eff. (GFLOP/s) | eff. / 3×3-conv peak | latency '
         'median / p90 (ms) | MAC (M/batch) | speed-up |',
@@ -381,15 +456,18 @@ def format_markdown(table: TableResult) -> str:
         flops = None if row.flops is None else row.flops / batch / 1e9
         # weights are read once per call, so MAC is not per image
         mac = None if row.mac is None else row.mac / 1e6
-        fraction = None
-        if row.gflops_per_s is not None and conv_peak is not None:
+        fraction = table.paired_peak_fraction(i)
+        if fraction is None and row.gflops_per_s is not None and \
+                conv_peak is not None:
             fraction = row.gflops_per_s / conv_peak.gflops_per_s
         energy = _num(row.energy_j_per_img, '{:.3f}')
         if row.energy_j_per_img is None:
             if row.energy_reason not in reasons:
                 reasons.append(row.energy_reason)
             energy = f'n/a [{reasons.index(row.energy_reason) + 1}]'
-        speed_up = table.speed_up(i)
+        speed_up = table.paired_speed_up(i)
+        if speed_up is None:
+            speed_up = table.speed_up(i)
         lines.append(
             f'| {row.name} | {_num(flops, "{:.2f}")} | {row.fps:.2f} | '
             f'{row.params / 1e6:.2f} | {row.peak_memory_mb:.0f} | {energy} | '
