@@ -46,6 +46,14 @@ TABLE=("$PYTHON" tools/analysis/paper_table.py "${COMMON[@]}")
     RepVGG-B1 RepVGG-B1+deploy RepVGG-B1+deploy+channels-last \
     EfficientNet-B0 EfficientNet-B0+fuse
 
+# 1b. RepVGG's training form vs its deploy form at detection size on one
+#     thread (docs/reparameterize.md).
+"${PYTHON}" tools/analysis/paper_table.py --out "$OUT" --threads 1 \
+    --device "$DEVICE" "${PEAK[@]}" --name "repvgg_deploy_${LARGE[0]}x${LARGE[1]}" \
+    --title "RepVGG training vs deploy form at ${LARGE[0]}x${LARGE[1]}, one thread" \
+    --shape "${LARGE[@]}" "${DETECTOR_RUNS[@]}" --backbones \
+    RepVGG-A0 RepVGG-A0+deploy RepVGG-B1 RepVGG-B1+deploy
+
 # 2. The paper's Table 4 comparison on this hardware: VoVNet-39 vs
 #    ResNet-50 vs DenseNet-201 backbones at 512x512 and 800x1333.
 for SHAPE in "${SMALL[*]}" "${LARGE[*]}"; do
