@@ -1,15 +1,15 @@
 # COCO 2017 detection at 320x320 with SSD's augmentation, as RefineDet
 # (photometric distortion, zoom-out up to 4x, SSD's seven crop samplers,
-# warp to the square input, mirror). The *_refinedet512_* configs override
-# `input_size` in their pipelines. Point elsewhere with
+# warp to the square input, mirror). The data and metric are
+# coco_ssd300.py's (DSOD); what differs is the input size, RefineDet's
+# augmentation order and mean, and its batch. The *_refinedet512_* configs
+# restate the pipelines at 512. Point elsewhere with
 # --cfg-options train_dataloader.dataset.data_root=...
-dataset_type = 'CocoDataset'
-data_root = 'data/coco/'
-backend_args = None
+_base_ = './coco_ssd300.py'
 input_size = 320
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PhotoMetricDistortion', brightness_delta=32,
          contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
@@ -26,7 +26,7 @@ train_pipeline = [
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
@@ -36,39 +36,6 @@ test_pipeline = [
 ]
 
 # 8 images per GPU x 4 GPUs = RefineDet's batch of 32.
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(img='val2017/'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val2017.json',
-    metric='bbox',
-    format_only=False,
-    backend_args=backend_args)
-test_evaluator = val_evaluator

@@ -1,14 +1,13 @@
 # PASCAL VOC at 320x320 with SSD's augmentation, as RefineDet: VOC2007
-# trainval -> VOC2007 test. `voc12_trainval` is the VOC2012 half of the
-# papers' 07+12 training set, used by the *_voc0712 configs. Point
-# elsewhere with --cfg-options train_dataloader.dataset.data_root=...
-dataset_type = 'VOCDataset'
-data_root = 'data/VOCdevkit/'
-backend_args = None
+# trainval -> VOC2007 test (and `voc12_trainval` for the *_voc0712 configs).
+# The data are voc07_ssd300.py's (DSOD); what differs is the input size,
+# RefineDet's augmentation (photometric distortion first, ImageNet mean for
+# the zoom-out), its batch and the two VOC metrics.
+_base_ = './voc07_ssd300.py'
 input_size = 320
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PhotoMetricDistortion', brightness_delta=32,
          contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
@@ -25,7 +24,7 @@ train_pipeline = [
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
@@ -34,44 +33,12 @@ test_pipeline = [
                    'scale_factor'))
 ]
 
-voc07_trainval = dict(
-    type=dataset_type,
-    data_root=data_root,
-    ann_file='VOC2007/ImageSets/Main/trainval.txt',
-    data_prefix=dict(sub_data_root='VOC2007/'),
-    filter_cfg=dict(filter_empty_gt=True, min_size=32),
-    pipeline=train_pipeline,
-    backend_args=backend_args)
-voc12_trainval = dict(
-    type=dataset_type,
-    data_root=data_root,
-    ann_file='VOC2012/ImageSets/Main/trainval.txt',
-    data_prefix=dict(sub_data_root='VOC2012/'),
-    filter_cfg=dict(filter_empty_gt=True, min_size=32),
-    pipeline=train_pipeline,
-    backend_args=backend_args)
+voc07_trainval = dict(pipeline=train_pipeline)
+voc12_trainval = dict(pipeline=train_pipeline)
 
 # 8 images per GPU x 4 GPUs = RefineDet's batch of 32.
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=voc07_trainval)
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='VOC2007/ImageSets/Main/test.txt',
-        data_prefix=dict(sub_data_root='VOC2007/'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+train_dataloader = dict(batch_size=8, dataset=voc07_trainval)
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # mAP at IoU 0.5 twice: VOC2007's 11-point interpolated AP (the papers'
