@@ -21,13 +21,26 @@ class StagedBackbone(BaseModule):
     - ``norm_eval=True`` keeps every BatchNorm in eval mode while training.
     """
 
-    @staticmethod
-    def _check_stage_args(out_indices: Sequence[int], frozen_stages: int,
-                          num_stages: int) -> Tuple[int, ...]:
-        """Validate ``out_indices`` and ``frozen_stages``.
+    def _arch_setting(self, arch: str, family: str) -> dict:
+        """Store ``arch`` and return its row of ``self.arch_settings``.
+
+        Raises:
+            ValueError: An unknown ``arch``; the message lists the valid
+                ones.
+        """
+        if arch not in self.arch_settings:
+            raise ValueError(f"unknown {family} arch '{arch}'; choose one of "
+                             f"{', '.join(self.arch_settings)}")
+        self.arch = arch
+        return self.arch_settings[arch]
+
+    def _set_stage_args(self, out_indices: Sequence[int], frozen_stages: int,
+                        num_stages: int, norm_eval: bool,
+                        with_cp: bool) -> Tuple[int, ...]:
+        """Validate and store the arguments every staged backbone takes.
 
         Returns:
-            tuple[int]: ``out_indices`` as a tuple.
+            tuple[int]: ``out_indices`` as a tuple (also stored).
 
         Raises:
             ValueError: An index outside ``[0, num_stages)``, no index, or
@@ -41,6 +54,10 @@ class StagedBackbone(BaseModule):
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
                              f'got {frozen_stages}')
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
         return out_indices
 
     def _freeze_stages(self) -> None:

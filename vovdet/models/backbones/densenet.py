@@ -222,22 +222,14 @@ class DenseNet(StagedBackbone):
                          layer=['_BatchNorm', 'GroupNorm'])
                  ]) -> None:
         super().__init__(init_cfg=init_cfg)
-        if arch not in self.arch_settings:
-            raise ValueError(f"unknown DenseNet arch '{arch}'; choose one of "
-                             f"{', '.join(self.arch_settings)}")
+        setting = self._arch_setting(arch, 'DenseNet')
         if out_type not in self.out_types:
             raise ValueError(f"unknown out_type '{out_type}'; choose one of "
                              f"{', '.join(self.out_types)}")
         num_stages = 4
-        out_indices = self._check_stage_args(out_indices, frozen_stages,
-                                             num_stages)
-        setting = self.arch_settings[arch]
-        self.arch = arch
-        self.out_indices = out_indices
+        out_indices = self._set_stage_args(out_indices, frozen_stages,
+                                           num_stages, norm_eval, with_cp)
         self.out_type = out_type
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
 
         channels = setting['stem_channels']
         self.stem = nn.Sequential()

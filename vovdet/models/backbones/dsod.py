@@ -153,18 +153,10 @@ class DSODDenseNet(StagedBackbone):
                          layer=['_BatchNorm', 'GroupNorm'])
                  ]) -> None:
         super().__init__(init_cfg=init_cfg)
-        if arch not in self.arch_settings:
-            raise ValueError(f"unknown DSODDenseNet arch '{arch}'; choose one "
-                             f"of {', '.join(self.arch_settings)}")
+        setting = self._arch_setting(arch, 'DSODDenseNet')
         num_stages = 4
-        out_indices = self._check_stage_args(out_indices, frozen_stages,
-                                             num_stages)
-        setting = self.arch_settings[arch]
-        self.arch = arch
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        out_indices = self._set_stage_args(out_indices, frozen_stages,
+                                           num_stages, norm_eval, with_cp)
 
         stem_channels = setting['stem_channels']
         self.stem = nn.Sequential()

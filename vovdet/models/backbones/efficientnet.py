@@ -264,15 +264,11 @@ class VoVDetEfficientNet(StagedBackbone):
                     f"{', '.join(self.arch_settings)} or pass phi=<int>")
             scaling = self.arch_settings[arch]
         num_stages = len(STAGE_BLOCK_GROUPS)
-        out_indices = self._check_stage_args(out_indices, frozen_stages,
-                                             num_stages)
+        out_indices = self._set_stage_args(out_indices, frozen_stages,
+                                           num_stages, norm_eval, with_cp)
         self.arch = arch
         self.phi = phi
         self.scaling = scaling
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
 
         width, depth = scaling.width_factor, scaling.depth_factor
         act_cfg = dict(type='SiLU')

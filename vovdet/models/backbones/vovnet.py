@@ -143,9 +143,7 @@ class VoVNet(StagedBackbone):
                          layer=['_BatchNorm', 'GroupNorm'])
                  ]) -> None:
         super().__init__(init_cfg=init_cfg)
-        if arch not in self.arch_settings:
-            raise ValueError(f"unknown VoVNet arch '{arch}'; choose one of "
-                             f"{', '.join(self.arch_settings)}")
+        setting = self._arch_setting(arch, 'VoVNet')
         if stem_stride_mode not in ('pytorch', 'paper'):
             raise ValueError(f"stem_stride_mode must be 'pytorch' or "
                              f"'paper', got '{stem_stride_mode}'")
@@ -153,15 +151,9 @@ class VoVNet(StagedBackbone):
             raise ValueError(f"ese_placement must be 'all' or 'last', got "
                              f"'{ese_placement}'")
         num_stages = 4
-        out_indices = self._check_stage_args(out_indices, frozen_stages,
-                                             num_stages)
-        setting = self.arch_settings[arch]
-        self.arch = arch
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
+        out_indices = self._set_stage_args(out_indices, frozen_stages,
+                                           num_stages, norm_eval, with_cp)
         self.stem_stride_mode = stem_stride_mode
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
 
         conv_kwargs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         stem_channels = setting['stem_channels']
