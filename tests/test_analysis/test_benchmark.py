@@ -497,3 +497,28 @@ def test_table_speed_ups_and_fractions_are_paired(tmp_path):
     row = next(line for line in markdown.splitlines()
                if line.startswith(f'| {entries[1].spec.label} |'))
     assert row.rstrip().endswith(f'| {table.paired_speed_up(1):.2f}× |')
+
+
+def test_paired_models_start_from_the_same_weights(tmp_path, monkeypatch):
+    # a variant must see the detections its base sees, so both are built
+    # from the same seed, as in separate processes
+    from vovdet.analysis import benchmark
+    built = []
+    real_build = benchmark.build_spec_model
+
+    def recording_build(spec, part):
+        model, optim = real_build(spec, part)
+        model.init_weights()
+        built.append(torch.cat([p.detach().flatten()
+                                for p in model.parameters()]))
+        return model, optim
+
+    monkeypatch.setattr(benchmark, 'build_spec_model', recording_build)
+    torch.manual_seed(123)  # whatever state the caller left
+    settings = tiny_settings(tmp_path, threads=1)
+    spec = dict(type='ResNet', depth=18, base_channels=8)
+    benchmark.paired_benchmark(
+        [(ModelSpec('a', backbone=spec), settings),
+         (ModelSpec('b', backbone=spec), settings)], warmup=0, rounds=1)
+    assert len(built) == 2
+    torch.testing.assert_close(built[0], built[1], rtol=0, atol=0)

@@ -1033,6 +1033,10 @@ def paired_benchmark(specs: List[Tuple[ModelSpec, BenchmarkSettings]],
     flops: Dict[str, Optional[int]] = {}
     device = specs[0][1].torch_device()
     for spec, settings in specs:
+        # the same initial weights for every model, as each fresh process
+        # of run_isolated has: a detector's post-processing work depends on
+        # its detections, so a variant must not differ from its base in them
+        torch.manual_seed(settings.seed)
         model, _ = build_spec_model(spec, settings.part)
         prepared = prepare_model(model, settings, spec.label)
         calls[spec.label] = prepared.call
