@@ -243,17 +243,36 @@ def test_corrupt_image_names_the_file(tmp_path, shapes_root):
     assert first.split('/')[-1] in str(err.value)
 
 
-def test_two_process_cpu_ddp_trains(tmp_path, shapes_root):
-    work = str(tmp_path / 'ddp')
-    cfg = tiny_config(tmp_path, shapes_root, 2)
+def run_dist(script, args):
+    """``tools/<script>`` with two CPU processes; fails with its stderr."""
     proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work],
+        ['bash', f'tools/{script}'] + args,
         cwd=ROOT, capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PYTHON=sys.executable, PORT='29533',
                  OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-5000:]
-    assert osp.isfile(osp.join(work, 'iter_2.pth'))
-    log = proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_two_process_cpu_ddp_trains_and_tests(tmp_path, shapes_root):
+    work = str(tmp_path / 'ddp')
+    cfg = tiny_config(tmp_path, shapes_root, 2)
+    log = run_dist('dist_train.sh', [cfg, '2', '--work-dir', work])
+    ckpt = osp.join(work, 'iter_2.pth')
+    assert osp.isfile(ckpt)
     assert 'Distributed training: True' in log
     assert "'world_size': 2" in log or 'world_size: 2' in log or \
         'GPU number: 2' in log
+
+    # each process tests half of the 4 val images; rank 0 gathers them all
+    out = str(tmp_path / 'ddp_preds.pkl')
+    log = run_dist('dist_test.sh',
+                   [cfg, ckpt, '2', '--work-dir', work, '--out', out])
+    assert 'coco/bbox_mAP' in log
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    with open(osp.join(shapes_root, 'annotations',
+                       'instances_val.json')) as f:
+        val_ids = sorted(img['id'] for img in json.load(f)['images'])
+    assert len(val_ids) == 4
+    assert sorted(p['img_id'] for p in preds) == val_ids

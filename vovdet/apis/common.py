@@ -77,15 +77,18 @@ def run_cli(main) -> None:
     """Run a tool's ``main`` and turn expected user errors (missing data,
     malformed annotations, unsafe checkpoints, models that cannot be
     re-parameterised) into a one-line message and exit status 1 instead of a
-    traceback."""
+    traceback. A distributed run's process group is destroyed on the way
+    out (see :func:`vovdet.utils.shutdown_distributed`)."""
     import sys
 
     from vovdet.apis.reparameterize import ReparameterizationError
     from vovdet.utils import (DatasetNotFoundError, MalformedAnnotationError,
-                              UnsafeCheckpointError)
+                              UnsafeCheckpointError, shutdown_distributed)
     try:
         main()
     except (DatasetNotFoundError, MalformedAnnotationError,
             ReparameterizationError, UnsafeCheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        shutdown_distributed()

@@ -45,3 +45,16 @@ def init_cpu_distributed(launcher: str) -> None:
         backend='gloo',
         rank=int(os.environ['RANK']),
         world_size=int(os.environ['WORLD_SIZE']))
+
+
+def shutdown_distributed() -> None:
+    """Destroy the default process group if this process created one.
+
+    mmengine never destroys it. A gloo group left alive when the interpreter
+    exits still owns worker threads, and their teardown during finalisation
+    can abort the process (``terminate called without an active
+    exception``, exit status -6) after training has already finished. The
+    entry points call this on the way out, on success and on error.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

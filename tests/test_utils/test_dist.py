@@ -1,0 +1,57 @@
+"""The entry points leave no process group behind (a live gloo group can
+abort the interpreter at exit, after a distributed run has finished)."""
+import socket
+
+import pytest
+import torch.distributed as dist
+
+from vovdet.apis.common import run_cli
+from vovdet.utils import DatasetNotFoundError, init_cpu_distributed
+
+
+@pytest.fixture
+def single_rank_group(monkeypatch):
+    """A real one-process gloo group, as ``--launcher pytorch`` makes."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+                           MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    init_cpu_distributed('pytorch')
+    assert dist.is_initialized()
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_run_cli_destroys_the_group_after_success(single_rank_group):
+    seen = []
+
+    def main():
+        seen.append(dist.get_world_size())
+
+    run_cli(main)
+    assert seen == [1]
+    assert not dist.is_initialized()
+
+
+def test_run_cli_destroys_the_group_after_a_user_error(single_rank_group):
+
+    def main():
+        raise DatasetNotFoundError('no data here')
+
+    with pytest.raises(SystemExit):
+        run_cli(main)
+    assert not dist.is_initialized()
+
+
+def test_run_cli_destroys_the_group_after_a_crash(single_rank_group):
+
+    def main():
+        raise RuntimeError('boom')
+
+    with pytest.raises(RuntimeError):
+        run_cli(main)
+    assert not dist.is_initialized()
