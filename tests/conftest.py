@@ -1,4 +1,5 @@
 import os
+import socket
 import sys
 
 import pytest
@@ -16,6 +17,15 @@ torch.set_num_threads(
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on, for a process
+    group's rendezvous."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

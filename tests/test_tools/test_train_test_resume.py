@@ -243,21 +243,23 @@ def test_corrupt_image_names_the_file(tmp_path, shapes_root):
     assert first.split('/')[-1] in str(err.value)
 
 
-def run_dist(script, args):
+def run_dist(script, args, port):
     """``tools/<script>`` with two CPU processes; fails with its stderr."""
     proc = subprocess.run(
         ['bash', f'tools/{script}'] + args,
         cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env=dict(os.environ, PYTHON=sys.executable, PORT='29533',
+        env=dict(os.environ, PYTHON=sys.executable, PORT=str(port),
                  OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-5000:]
     return proc.stdout + proc.stderr
 
 
-def test_two_process_cpu_ddp_trains_and_tests(tmp_path, shapes_root):
+def test_two_process_cpu_ddp_trains_and_tests(tmp_path, shapes_root,
+                                              free_port):
     work = str(tmp_path / 'ddp')
     cfg = tiny_config(tmp_path, shapes_root, 2)
-    log = run_dist('dist_train.sh', [cfg, '2', '--work-dir', work])
+    log = run_dist('dist_train.sh', [cfg, '2', '--work-dir', work],
+                   free_port)
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
     assert 'Distributed training: True' in log
@@ -267,7 +269,8 @@ def test_two_process_cpu_ddp_trains_and_tests(tmp_path, shapes_root):
     # each process tests half of the 4 val images; rank 0 gathers them all
     out = str(tmp_path / 'ddp_preds.pkl')
     log = run_dist('dist_test.sh',
-                   [cfg, ckpt, '2', '--work-dir', work, '--out', out])
+                   [cfg, ckpt, '2', '--work-dir', work, '--out', out],
+                   free_port)
     assert 'coco/bbox_mAP' in log
     with open(out, 'rb') as f:
         preds = pickle.load(f)

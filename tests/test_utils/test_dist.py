@@ -1,7 +1,5 @@
 """The entry points leave no process group behind (a live gloo group can
 abort the interpreter at exit, after a distributed run has finished)."""
-import socket
-
 import pytest
 import torch.distributed as dist
 
@@ -10,14 +8,11 @@ from vovdet.utils import DatasetNotFoundError, init_cpu_distributed
 
 
 @pytest.fixture
-def single_rank_group(monkeypatch):
+def single_rank_group(monkeypatch, free_port):
     """A real one-process gloo group, as ``--launcher pytorch`` makes."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
                            MASTER_ADDR='127.0.0.1',
-                           MASTER_PORT=str(port)).items():
+                           MASTER_PORT=str(free_port)).items():
         monkeypatch.setenv(key, value)
     init_cpu_distributed('pytorch')
     assert dist.is_initialized()
