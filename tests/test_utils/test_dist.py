@@ -32,21 +32,16 @@ def test_run_cli_destroys_the_group_after_success(single_rank_group):
     assert not dist.is_initialized()
 
 
-def test_run_cli_destroys_the_group_after_a_user_error(single_rank_group):
+@pytest.mark.parametrize('error, raised', [
+    (DatasetNotFoundError('no data here'), SystemExit),  # user error
+    (RuntimeError('boom'), RuntimeError),                # crash
+])
+def test_run_cli_destroys_the_group_after_an_error(single_rank_group, error,
+                                                   raised):
 
     def main():
-        raise DatasetNotFoundError('no data here')
+        raise error
 
-    with pytest.raises(SystemExit):
-        run_cli(main)
-    assert not dist.is_initialized()
-
-
-def test_run_cli_destroys_the_group_after_a_crash(single_rank_group):
-
-    def main():
-        raise RuntimeError('boom')
-
-    with pytest.raises(RuntimeError):
+    with pytest.raises(raised):
         run_cli(main)
     assert not dist.is_initialized()
