@@ -224,6 +224,14 @@ def test_predict_in_image_coordinates():
     assert float(image.bboxes[:, 1::2].max()) <= ori[0]
     assert float(image.bboxes.min()) >= 0
 
+    # the detector's own predict: DetDataSamples carrying the same boxes
+    with torch.no_grad():
+        samples = model.predict(inputs, [sample.clone()], rescale=True)
+    assert len(samples) == 1 and isinstance(samples[0], DetDataSample)
+    pred = samples[0].pred_instances
+    assert torch.allclose(pred.bboxes, image.bboxes)
+    assert torch.equal(pred.labels, image.labels)
+
 
 def test_neck_reused_half_and_validation():
     from vovdet.models import DSODNeck
@@ -259,8 +267,10 @@ def test_backbone_freezing_and_unknown_arch():
 
 
 def test_dsod_configs_follow_the_paper_recipe():
-    for name in ('dsod300_voc07.py', 'densenet67_dsod300_voc0712.py',
-                 'vovnet27slim_dsod300_voc07.py'):
+    for name in (f'{model}_{data}.py'
+                 for model in ('dsod300', 'densenet67_dsod300',
+                               'vovnet27slim_dsod300')
+                 for data in ('voc07', 'voc0712')):
         cfg = Config.fromfile(osp.join(CONFIGS, name))
         assert cfg.optim_wrapper.optimizer.lr == 0.1
         assert cfg.optim_wrapper.optimizer.weight_decay == 5e-4
@@ -331,12 +341,17 @@ def test_train_tool_runs_shapes_config(tmp_path, shapes_root):
     assert all(torch.isfinite(torch.tensor(v)) for _, v in curve)
 
 
-@pytest.mark.parametrize('name, flops, paper', [
-    ('densenet67_dsod300_voc07.py', 5_297_838_848, 5.3),
-    ('vovnet27slim_dsod300_voc07.py', 5_663_451_392, 5.6),
+@pytest.mark.parametrize('key, flops, paper', [
+    ('DenseNet-67', 5_297_838_848, 5.3),
+    ('VoVNet-27-slim', 5_663_451_392, 5.6),
+    # no published FLOPs; docs/dsod.md gives ours
+    ('DSOD300', 15_079_798_528, None),
+    ('DSOD300-lite', 10_506_219_328, None),
 ])
-def test_flops_match_vovnet_table2(name, flops, paper):
-    model = build_detector(name)
+def test_flops_match_vovnet_table2_and_docs(key, flops, paper):
+    name, arch, _, _ = DETECTORS[key]
+    model = build_detector(name, arch)
     result = get_complexity(model, (3, 300, 300))
-    assert result.flops / 1e9 == pytest.approx(paper, rel=0.03)
+    if paper is not None:
+        assert result.flops / 1e9 == pytest.approx(paper, rel=0.03)
     assert result.flops == flops
