@@ -265,6 +265,14 @@ def test_two_process_cpu_ddp_trains_and_tests(tmp_path, shapes_root,
     assert 'Distributed training: True' in log
     assert "'world_size': 2" in log or 'world_size: 2' in log or \
         'GPU number: 2' in log
+    # the processes end with os._exit (vovdet.utils.end_distributed_process)
+    # after the logs are flushed: rank 0's log file ends with the final
+    # validation
+    logs = [osp.join(folder, f) for folder, _, files in os.walk(work)
+            for f in files if f.endswith('.log')]
+    assert len(logs) == 1
+    with open(logs[0]) as f:
+        assert 'Iter(val) [1/1]' in f.read().splitlines()[-1]
 
     # each process tests half of the 4 val images; rank 0 gathers them all
     out = str(tmp_path / 'ddp_preds.pkl')

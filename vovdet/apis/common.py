@@ -2,7 +2,7 @@
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 from mmengine.config import Config, DictAction
 
@@ -73,22 +73,61 @@ def parse(parser: argparse.ArgumentParser,
     return parser.parse_args(argv)
 
 
-def run_cli(main) -> None:
+def run_cli(main: Callable[[], Any],
+            end_process: Optional[Callable[[int], None]] = None) -> None:
     """Run a tool's ``main`` and turn expected user errors (missing data,
     malformed annotations, unsafe checkpoints, models that cannot be
     re-parameterised) into a one-line message and exit status 1 instead of a
-    traceback. A distributed run's process group is destroyed on the way
-    out (see :func:`vovdet.utils.shutdown_distributed`)."""
+    traceback.
+
+    A distributed run then destroys its process group and ends through
+    ``end_process`` with the exit status it would have had (0, 1 after an
+    error, with the traceback printed first). See
+    :func:`vovdet.utils.end_distributed_process` for why it does not return
+    to the interpreter. A run without a process group returns or raises as
+    usual.
+
+    Args:
+        main (callable): The tool's entry point, called without arguments.
+        end_process (callable, optional): Ends a distributed run, given the
+            exit status. Defaults to
+            :func:`vovdet.utils.end_distributed_process`.
+    """
     import sys
+    import traceback
 
     from vovdet.apis.reparameterize import ReparameterizationError
     from vovdet.utils import (DatasetNotFoundError, MalformedAnnotationError,
-                              UnsafeCheckpointError, shutdown_distributed)
+                              UnsafeCheckpointError, end_distributed_process,
+                              shutdown_distributed)
+    end_process = end_process or end_distributed_process
     try:
-        main()
-    except (DatasetNotFoundError, MalformedAnnotationError,
-            ReparameterizationError, UnsafeCheckpointError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        raise SystemExit(1) from None
-    finally:
-        shutdown_distributed()
+        try:
+            main()
+        except (DatasetNotFoundError, MalformedAnnotationError,
+                ReparameterizationError, UnsafeCheckpointError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            raise SystemExit(1) from None
+    except BaseException as e:
+        if not shutdown_distributed():
+            raise
+        if isinstance(e, SystemExit):
+            code = _exit_status(e)
+        else:
+            traceback.print_exc()
+            code = 1
+        end_process(code)
+        raise
+    if shutdown_distributed():
+        end_process(0)
+
+
+def _exit_status(e: SystemExit) -> int:
+    """The status Python would exit with for ``e`` (printing a message)."""
+    import sys
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1

@@ -2,8 +2,8 @@ from .checkpoint import (UnsafeCheckpointError, install_safe_checkpoint_loader,
                          register_safe_globals, safe_load_checkpoint)
 from .data_check import (DatasetNotFoundError, MalformedAnnotationError,
                          check_dataset_files)
-from .dist import (adapt_dist_cfg_for_device, init_cpu_distributed,
-                   shutdown_distributed)
+from .dist import (adapt_dist_cfg_for_device, end_distributed_process,
+                   init_cpu_distributed, shutdown_distributed)
 from .fileio import AtomicLocalBackend, atomic_write
 
 __all__ = [
@@ -11,6 +11,6 @@ __all__ = [
     'register_safe_globals', 'safe_load_checkpoint', 'DatasetNotFoundError',
     'MalformedAnnotationError',
     'check_dataset_files', 'adapt_dist_cfg_for_device',
-    'init_cpu_distributed', 'shutdown_distributed', 'AtomicLocalBackend',
-    'atomic_write'
+    'init_cpu_distributed', 'shutdown_distributed', 'end_distributed_process',
+    'AtomicLocalBackend', 'atomic_write'
 ]
