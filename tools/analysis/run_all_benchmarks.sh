@@ -54,6 +54,17 @@ TABLE=("$PYTHON" tools/analysis/paper_table.py "${COMMON[@]}")
     --shape "${LARGE[@]}" "${DETECTOR_RUNS[@]}" --backbones \
     RepVGG-A0 RepVGG-A0+deploy RepVGG-B1 RepVGG-B1+deploy
 
+# 1c. The other backbones the configs use, in the same layout: the small
+#     and the large end of VoVNetV2, DenseNet-161 (in the paper's Table 4
+#     study) and EfficientNet-B3.
+"${TABLE[@]}" --name "backbones_more_${SMALL[0]}x${SMALL[1]}" \
+    --title "More backbones at ${SMALL[0]}x${SMALL[1]}: compute efficiency and fusion speed-ups" \
+    --shape "${SMALL[@]}" "${BACKBONE_RUNS[@]}" --backbones \
+    VoVNetV2-19-slim-dw VoVNetV2-19-slim-dw+fuse \
+    VoVNetV2-99 VoVNetV2-99+fuse \
+    DenseNet-161 DenseNet-161+fuse \
+    EfficientNet-B3 EfficientNet-B3+fuse
+
 # 2. The paper's Table 4 comparison on this hardware: VoVNet-39 vs
 #    ResNet-50 vs DenseNet-201 backbones at 512x512 and 800x1333.
 for SHAPE in "${SMALL[*]}" "${LARGE[*]}"; do

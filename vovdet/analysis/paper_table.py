@@ -53,6 +53,7 @@ BACKBONE_SPECS: Dict[str, Dict[str, Any]] = {
     'VoVNetV2-19': dict(type='VoVNet', arch='V2-19'),
     'VoVNetV2-39': dict(type='VoVNet', arch='V2-39'),
     'VoVNetV2-57': dict(type='VoVNet', arch='V2-57'),
+    'VoVNetV2-99': dict(type='VoVNet', arch='V2-99'),
     'ResNet-50': dict(type='ResNet', depth=50),
     'ResNet-101': dict(type='ResNet', depth=101),
     'DenseNet-121': dict(type='DenseNet', arch='121'),
