@@ -664,26 +664,27 @@ def make_detector_batch(model: nn.Module,
     return dict(inputs=inputs, data_samples=samples)
 
 
+def _sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so a timer measures it (no-op on CPU)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
 def _time_calls(fn: Callable[[], Any], warmup: int, repeats: int,
                 device: torch.device,
                 monitor: EnergyMonitor) -> Tuple[List[float], Any,
                                                  EnergyReading]:
     """Seconds per timed call, the last output and the energy reading."""
-
-    def sync() -> None:
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-
     for _ in range(warmup):
         fn()
-    sync()
+    _sync(device)
     times = []
     out = None
     monitor.start()
     for _ in range(repeats):
         start = time.perf_counter()
         out = fn()
-        sync()
+        _sync(device)
         times.append(time.perf_counter() - start)
     energy = monitor.stop()
     return times, out, energy
@@ -935,6 +936,44 @@ def benchmark_spec(spec: ModelSpec,
     return benchmark_model(model, settings, spec.label, optim_cfg)
 
 
+def reference_conv3x3(
+        channels: int,
+        size: int,
+        channels_last: bool,
+        device: torch.device,
+        generator: Optional[torch.Generator] = None
+) -> Tuple[Callable[[], Any], int, str]:
+    """The reference operation of the "3x3-conv peak": a stride-1
+    ``channels -> channels`` 3x3 conv on a batch-1 ``size x size`` map.
+
+    Args:
+        channels (int): Input and output channels.
+        size (int): Height and width of the map.
+        channels_last (bool): NHWC instead of NCHW memory format.
+        device (torch.device): Where it runs.
+        generator (torch.Generator, optional): For the input. Defaults to
+            one seeded with 0.
+
+    Returns:
+        tuple: The call to time (no autograd), its multiply-adds and its
+        name, e.g. ``'conv3x3 128->128 @ 128x128 NHWC'``.
+    """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    conv = conv.to(device).eval().to(memory_format=fmt)
+    x = torch.randn(1, channels, size, size,
+                    generator=generator or torch.Generator().manual_seed(0))
+    x = x.to(device).contiguous(memory_format=fmt)
+
+    def call() -> Any:
+        with torch.no_grad():
+            return conv(x)
+
+    name = (f'conv3x3 {channels}->{channels} @ {size}x{size} '
+            f"{'NHWC' if channels_last else 'NCHW'}")
+    return call, 9 * channels * channels * size * size, name
+
+
 def time_in_turns(calls: Dict[str, Callable[[], Any]], warmup: int,
                   rounds: int, device: torch.device) -> Dict[str, List[float]]:
     """Seconds per call of every callable, timed one call each in turns.
@@ -954,11 +993,6 @@ def time_in_turns(calls: Dict[str, Callable[[], Any]], warmup: int,
     Returns:
         dict[str, list[float]]: ``rounds`` durations per label.
     """
-
-    def sync() -> None:
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-
     labels = list(calls)
     for _ in range(warmup):
         for fn in calls.values():
@@ -967,10 +1001,10 @@ def time_in_turns(calls: Dict[str, Callable[[], Any]], warmup: int,
     for r in range(rounds):
         k = r % len(labels)
         for label in labels[k:] + labels[:k]:
-            sync()
+            _sync(device)
             start = time.perf_counter()
             calls[label]()
-            sync()
+            _sync(device)
             times[label].append(time.perf_counter() - start)
     return times
 
@@ -1043,22 +1077,8 @@ def paired_benchmark(specs: List[Tuple[ModelSpec, BenchmarkSettings]],
         flops[spec.label] = prepared.flops
     peak_name = None
     if peak_conv is not None:
-        channels, size, channels_last = peak_conv
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        conv = conv.to(device).eval().to(memory_format=fmt)
-        x = torch.randn(1, channels, size, size,
-                        generator=torch.Generator().manual_seed(0))
-        x = x.to(device).contiguous(memory_format=fmt)
-
-        def peak_call() -> Any:
-            with torch.no_grad():
-                return conv(x)
-
-        calls['peak'] = peak_call
-        flops['peak'] = 9 * channels * channels * size * size
-        peak_name = (f'conv3x3 {channels}->{channels} @ {size}x{size} '
-                     f"{'NHWC' if channels_last else 'NCHW'}")
+        calls['peak'], flops['peak'], peak_name = reference_conv3x3(
+            *peak_conv, device)
     seconds = time_in_turns(calls, warmup, rounds, device)
     result = PairedResult(
         labels=labels,

@@ -30,18 +30,17 @@ import json
 import os
 import os.path as osp
 import re
-import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from .benchmark import (BenchmarkResult, BenchmarkSettings, ModelSpec,
                         PairedResult, benchmark_spec, device_name,
-                        paired_benchmark, run_isolated, run_paired_isolated)
+                        paired_benchmark, reference_conv3x3, run_isolated,
+                        run_paired_isolated, time_in_turns)
 
 # Named backbones (mmdet MODELS configs). ResNets are mmdet's; the rest are
 # vovdet's. All output the four stages (strides 4-32) a detector uses.
@@ -175,19 +174,10 @@ class PeakResult:
     conv: Optional[Tuple[int, int, bool]] = None
 
 
-def _median_seconds(fn, warmup: int, repeats: int,
+def _median_seconds(fn: Callable[[], Any], warmup: int, repeats: int,
                     device: torch.device) -> float:
-    times = []
-    for i in range(warmup + repeats):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(
+        time_in_turns({'op': fn}, warmup, repeats, device)['op']))
 
 
 def measure_peak(device: torch.device,
@@ -228,22 +218,14 @@ def measure_peak(device: torch.device,
                        seconds * 1e3, flops / seconds / 1e9))
         del a, b
         for channels, size in conv_shapes:
-            conv = nn.Conv2d(channels, channels, 3, padding=1,
-                             bias=False).to(device).eval()
-            x = torch.randn(1, channels, size, size, generator=gen).to(device)
-            flops = 9 * channels * channels * size * size
-            for fmt, memory_format in (('NCHW', torch.contiguous_format),
-                                       ('NHWC', torch.channels_last)):
-                conv = conv.to(memory_format=memory_format)
-                x = x.contiguous(memory_format=memory_format)
-                seconds = _median_seconds(partial(conv, x), warmup, repeats,
-                                          device)
+            for channels_last in (False, True):
+                call, flops, name = reference_conv3x3(
+                    channels, size, channels_last, device, gen)
+                seconds = _median_seconds(call, warmup, repeats, device)
                 results.append(
-                    PeakResult(
-                        f'conv3x3 {channels}->{channels} @ {size}x{size} '
-                        f'{fmt}', flops, seconds * 1e3,
-                        flops / seconds / 1e9,
-                        conv=(channels, size, fmt == 'NHWC')))
+                    PeakResult(name, flops, seconds * 1e3,
+                               flops / seconds / 1e9,
+                               conv=(channels, size, channels_last)))
     return results
 
 

@@ -2,6 +2,8 @@
 import argparse
 import os
 import os.path as osp
+import sys
+import traceback
 from typing import Any, Callable, List, Optional
 
 from mmengine.config import Config, DictAction
@@ -93,9 +95,6 @@ def run_cli(main: Callable[[], Any],
             exit status. Defaults to
             :func:`vovdet.utils.end_distributed_process`.
     """
-    import sys
-    import traceback
-
     from vovdet.apis.reparameterize import ReparameterizationError
     from vovdet.utils import (DatasetNotFoundError, MalformedAnnotationError,
                               UnsafeCheckpointError, end_distributed_process,
@@ -124,7 +123,6 @@ def run_cli(main: Callable[[], Any],
 
 def _exit_status(e: SystemExit) -> int:
     """The status Python would exit with for ``e`` (printing a message)."""
-    import sys
     if e.code is None:
         return 0
     if isinstance(e.code, int):
