@@ -11,6 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from vovdet.analysis.learning import logged_losses
 from vovdet.utils import UnsafeCheckpointError, safe_load_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -62,15 +63,8 @@ def run_tool(args, cwd=ROOT, env=None, check=True):
 
 
 def logged_iters(work_dir):
-    iters = []
-    for folder, _, files in os.walk(work_dir):
-        if 'scalars.json' in files:
-            with open(osp.join(folder, 'scalars.json')) as f:
-                for line in f:
-                    rec = json.loads(line)
-                    if 'loss' in rec:
-                        iters.append(rec['iter'])
-    return sorted(iters)
+    """Iterations at which a training loss was logged under work_dir."""
+    return [it for it, _ in logged_losses(work_dir)['loss']]
 
 
 PROBE = '''
