@@ -70,6 +70,8 @@ def test_vovnet39_maskrcnn_matches_paper_recipe():
     assert cfg.model.backbone.type == 'VoVNet'
     assert cfg.model.backbone.arch == 'V-39'
     assert cfg.model.backbone.frozen_stages == -1
+    # VoVNet-Detectron vovnet.py, `_OSA_stage`: identity=True on modules 2..n
+    assert cfg.model.backbone.residual is True
     assert cfg.model.backbone.norm_cfg == gn
     assert cfg.model.neck.norm_cfg == gn
     assert cfg.model.roi_head.bbox_head.type == 'Shared4Conv1FCBBoxHead'
@@ -80,6 +82,18 @@ def test_vovnet39_maskrcnn_matches_paper_recipe():
     assert cfg.train_cfg.max_epochs == 36
     assert cfg.train_dataloader.dataset.pipeline[2]['scale'] == (1333, 800)
     assert cfg.val_evaluator.metric == ['bbox', 'segm']
+
+
+@pytest.mark.parametrize('name', ['vovnet39_maskrcnn_coco.py',
+                                  'vovnet57_maskrcnn_coco.py'])
+def test_table5_vovnet_has_identity_shortcuts(name):
+    from vovdet.models.layers import OSAModule
+    _, model = build_detector(osp.join(ROOT, 'configs', name))
+    shortcuts = [m.identity for m in model.backbone.modules()
+                 if isinstance(m, OSAModule)]
+    # V-39: stages of 1/1/2/2 modules -> 2 shortcuts; V-57: 1/1/4/3 -> 5
+    assert sum(shortcuts) == {'vovnet39_maskrcnn_coco.py': 2,
+                              'vovnet57_maskrcnn_coco.py': 5}[name]
 
 
 def test_resnet50_baseline_swaps_backbone_only():

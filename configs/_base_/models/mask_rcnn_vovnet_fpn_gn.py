@@ -15,6 +15,11 @@ model = dict(
     backbone=dict(
         type='VoVNet',
         arch='V-39',
+        # The Table 5 code (VoVNet-Detectron, which ships
+        # scratch_mask_rcnn_V_39_FPN_3x_gn.yaml) adds an identity shortcut
+        # to the 2nd and later OSA modules of a stage (`_OSA_stage`,
+        # identity=True). V2 archs have it anyway; no extra parameters.
+        residual=True,
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
         norm_cfg=norm_cfg,

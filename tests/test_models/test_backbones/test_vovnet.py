@@ -212,3 +212,35 @@ def test_init_weights_runs():
     assert all(
         torch.all(m.weight == 1) for m in gn.modules()
         if isinstance(m, torch.nn.GroupNorm))
+
+
+@pytest.mark.parametrize('arch', ['V-39', 'V-57'])
+def test_v1_identity_shortcut_option_keeps_paper_params(arch):
+    # VoVNet-Detectron's `_OSA_stage` (maskrcnn_benchmark/modeling/backbone/
+    # vovnet.py) builds OSA modules 2..n with identity=True: same weights.
+    plain, shortcut = build(arch=arch), build(arch=arch, residual=True)
+    assert num_params(shortcut) == num_params(plain) == PAPER_PARAMS[arch]
+    assert not plain.residual and shortcut.residual
+    for stage in (shortcut.stage3, shortcut.stage4):
+        modules = [m for m in stage if isinstance(m, OSAModule)]
+        assert [m.identity for m in modules] == [False] + [True] * (
+            len(modules) - 1)
+    assert not any(m.identity for m in plain.modules()
+                   if isinstance(m, OSAModule))
+
+
+def test_identity_shortcut_changes_the_output():
+    torch.manual_seed(0)
+    plain = build(arch='V-39').eval()
+    shortcut = build(arch='V-39', residual=True).eval()
+    shortcut.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    out_plain, out_shortcut = plain(x), shortcut(x)
+    # stages 1-2 have one module each (no shortcut); stages 3-4 have two
+    assert torch.equal(out_plain[1], out_shortcut[1])
+    assert not torch.allclose(out_plain[3], out_shortcut[3])
+
+
+def test_v2_residual_can_be_switched_off():
+    assert not any(m.identity for m in build(arch='V2-39', residual=False)
+                   .modules() if isinstance(m, OSAModule))

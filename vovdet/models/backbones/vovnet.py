@@ -6,7 +6,7 @@ References:
     - Lee & Park, "CenterMask: Real-Time Anchor-Free Instance Segmentation",
       CVPR 2020 (VoVNetV2: identity mapping, eSE, depthwise variants).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch.nn as nn
 from mmdet.registry import MODELS
@@ -97,6 +97,13 @@ class VoVNet(StagedBackbone):
             every stage starts with a 3x3/2 max-pool (the paper's Caffe
             layout, behind its FLOPs). Same parameters, same output strides.
             Defaults to ``'pytorch'``.
+        residual (bool, optional): Identity shortcut on the 2nd and later
+            OSA modules of every stage. None takes the arch's own setting
+            (True for V2, False for V1). ``True`` on V-39/V-57 gives the
+            layout of the official Table 5 code (VoVNet-Detectron
+            ``maskrcnn_benchmark/modeling/backbone/vovnet.py``: ``_OSA_stage``
+            builds modules 2..n with ``identity=True``); the shortcut adds
+            no parameters. Defaults to None.
         ese_placement (str): For V2 archs, ``'all'`` puts eSE in every OSA
             module (official CenterMask/vovnet-detectron2 code) and
             ``'last'`` only in the last module of a stage (timm's
@@ -130,6 +137,7 @@ class VoVNet(StagedBackbone):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  stem_stride_mode: str = 'pytorch',
+                 residual: Optional[bool] = None,
                  ese_placement: str = 'all',
                  conv_cfg: OptConfigType = None,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
@@ -154,6 +162,7 @@ class VoVNet(StagedBackbone):
         out_indices = self._set_stage_args(out_indices, frozen_stages,
                                            num_stages, norm_eval, with_cp)
         self.stem_stride_mode = stem_stride_mode
+        self.residual = setting['residual'] if residual is None else residual
 
         conv_kwargs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         stem_channels = setting['stem_channels']
@@ -181,7 +190,7 @@ class VoVNet(StagedBackbone):
                 num_blocks=setting['blocks_per_stage'][i],
                 num_layers=setting['layers_per_block'],
                 downsample=i > 0 or stem_stride_mode == 'paper',
-                residual=setting['residual'],
+                residual=self.residual,
                 depthwise=depthwise,
                 ese=ese,
                 with_cp=with_cp,
