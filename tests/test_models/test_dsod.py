@@ -142,6 +142,54 @@ def test_anchors_per_scale_match_dsod():
                                                                     150.]))
 
 
+def test_every_prior_is_trained_as_in_caffe():
+    # mmdet's SSDAnchorGenerator.valid_flags keeps ceil(300 / 300) = 1 of
+    # the 2 x 2 locations of the last scale; Caffe's MultiBoxLoss trains all
+    # priors (no valid mask, PriorBox clip=False)
+    head = build_detector('dsod300_voc07.py').bbox_head
+    sizes = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (2, 2)]
+    meta = [dict(img_shape=(300, 300), pad_shape=(300, 300))]
+    valid = head.prior_generator.valid_flags(sizes, (300, 300), 'cpu')
+    assert int(valid[5].sum()) == 4  # mmdet's flags: 1 location x 4 priors
+    anchors, flags = head.get_anchors(sizes, meta, device='cpu')
+    assert [len(f) for f in flags[0]] == [5776, 2166, 600, 150, 36, 16]
+    assert all(bool(f.all()) for f in flags[0])
+    # the 12 priors centred outside the image (150/450, as Caffe's) are
+    # background candidates for hard negative mining, like every other
+    # prior; with mmdet's flags their label weight would be 0 (untrained,
+    # yet scored at test time)
+    gt = InstanceData(bboxes=torch.tensor([[100., 100., 220., 220.]]),
+                      labels=torch.tensor([3]))
+
+    def last_scale(valid_flags):
+        labels, weights = head.get_targets(anchors, valid_flags, [gt],
+                                           meta)[:2]
+        return (torch.cat([lab.view(-1) for lab in labels])[-16:],
+                torch.cat([w.view(-1) for w in weights])[-16:])
+
+    labels, weights = last_scale(flags)
+    assert bool((weights > 0).all())
+    assert bool((labels[4:] == head.num_classes).all())
+    _, mmdet_weights = last_scale([list(valid)])
+    assert int((mmdet_weights > 0).sum()) == 4
+
+
+def test_pre_nms_top_k_is_per_class():
+    # two classes; class 0 scores higher everywhere. mmdet's top-k over all
+    # (prior, class) pairs would keep class 0 only; Caffe's keeps k of each
+    from vovdet.models.dense_heads import per_class_topk
+    scores = torch.stack([torch.linspace(0.9, 0.5, 10),
+                          torch.linspace(0.4, 0.2, 10)], 1)
+    kept, labels, inds = per_class_topk(scores, 0.25, 3)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert inds.tolist() == [0, 1, 2, 0, 1, 2]
+    torch.testing.assert_close(kept, scores[inds, labels])
+    # the threshold applies before the top-k; -1 keeps every candidate
+    kept, labels, _ = per_class_topk(scores, 0.25, -1)
+    assert labels.tolist().count(0) == 10 and labels.tolist().count(1) == 7
+    assert bool((kept > 0.25).all())
+
+
 def test_head_l2norm_starts_at_20_on_every_scale():
     head = build_detector('densenet67_dsod300_voc07.py').bbox_head
     head.init_weights()
@@ -283,16 +331,21 @@ def test_dsod_configs_follow_the_paper_recipe():
         assert cfg.model.train_cfg.assigner.pos_iou_thr == 0.5
         assert cfg.model.test_cfg.nms.iou_threshold == 0.45
         assert cfg.model.test_cfg.max_per_img == 200
+        # DSOD300_pascal.py nms_param top_k 400, per class (Caffe's
+        # DetectionOutput; DSODHead applies nms_pre per class)
+        assert cfg.model.test_cfg.nms_pre == 400
         assert cfg.model.bbox_head.l2_norm_scale == 20
         assert cfg.val_evaluator.type == 'VOCMetric'
         train = cfg.train_dataloader.dataset
         for dataset in train.get('datasets', [train]):
+            # DSOD300_pascal.py: train_on_diff_gt = True
             assert [t['type'] for t in dataset.pipeline] == [
-                'LoadImageFromFile', 'LoadAnnotations', 'Expand',
+                'LoadImageFromFile', 'LoadAnnotations', 'UseDifficultGT',
+                'Expand',
                 'MinIoURandomCrop', 'Resize', 'RandomFlip',
                 'PhotoMetricDistortion', 'PackDetInputs'
             ]
-            assert dataset.pipeline[4].scale == (300, 300)
+            assert dataset.pipeline[5].scale == (300, 300)
     both = Config.fromfile(
         osp.join(CONFIGS, 'vovnet27slim_dsod300_voc0712.py'))
     sets = both.train_dataloader.dataset

@@ -10,6 +10,9 @@ input_size = 300
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
+    # DSOD300_pascal.py: train_on_diff_gt = True. VOC's `difficult` objects
+    # are trained on; the test pipeline keeps them ignored for evaluation.
+    dict(type='UseDifficultGT'),
     # zoom out: paste into a canvas of up to 4x filled with the mean (RGB)
     dict(type='Expand', mean=[123, 117, 104], to_rgb=True,
          ratio_range=(1, 4), prob=0.5),

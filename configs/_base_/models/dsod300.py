@@ -59,9 +59,10 @@ model = dict(
         pos_weight=-1,
         neg_pos_ratio=3,
         debug=False),
-    # DetectionOutput: confidence 0.01, NMS 0.45, keep 200.
+    # DetectionOutput (DSOD300_pascal.py): confidence 0.01, top_k 400 per
+    # class before NMS 0.45, keep_top_k 200.
     test_cfg=dict(
-        nms_pre=1000,
+        nms_pre=400,
         nms=dict(type='nms', iou_threshold=0.45),
         min_bbox_size=0,
         score_thr=0.01,

@@ -1,4 +1,9 @@
+from .detection_output import per_class_topk
 from .dsod_head import DSODHead
 from .refinedet_head import RefineDetHead, hard_negative_mining
+from .ssd_head import PredictableSSDHead
 
-__all__ = ['DSODHead', 'RefineDetHead', 'hard_negative_mining']
+__all__ = [
+    'DSODHead', 'PredictableSSDHead', 'RefineDetHead', 'hard_negative_mining',
+    'per_class_topk'
+]

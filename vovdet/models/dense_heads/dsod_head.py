@@ -6,22 +6,31 @@ Reference:
     (``DSOD300_pascal.py``: ``normalizations = [20] * 6``,
     ``use_batchnorm=True``, ``kernel_size=3``).
 
-Anchors, target assignment, the loss with 3:1 hard negative mining and the
-post-processing are mmdet's ``SSDHead`` machinery, unchanged.
+Anchors, target assignment and the loss with 3:1 hard negative mining are
+mmdet's ``SSDHead`` machinery, with two changes that follow the Caffe code:
+every prior is trained (mmdet's valid flags would drop the priors of a
+scale whose step overhangs the image), and the pre-NMS top-k is taken per
+class (Caffe's ``DetectionOutput``).
 """
-from typing import List, Sequence, Tuple
+import copy
+from typing import List, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
-from mmdet.models.dense_heads import SSDHead
 from mmdet.models.necks.ssd_neck import L2Norm
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, MultiConfig, OptConfigType
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
 from torch import Tensor
+
+from .detection_output import per_class_topk
+from .ssd_head import PredictableSSDHead
 
 
 @MODELS.register_module()
-class DSODHead(SSDHead):
+class DSODHead(PredictableSSDHead):
     """SSD head whose every input scale goes through L2Norm, and whose 3x3
     class and box convolutions are followed by BN.
 
@@ -53,7 +62,9 @@ class DSODHead(SSDHead):
             Defaults to False.
         train_cfg (dict, optional): ``assigner``, ``neg_pos_ratio``,
             ``smoothl1_beta`` ... as for mmdet's ``SSDHead``.
-        test_cfg (dict, optional): ``nms``, ``score_thr``, ``max_per_img``.
+        test_cfg (dict, optional): ``nms_pre`` (candidates kept *per class*
+            before NMS, Caffe's ``top_k``: 400 in DSOD300_pascal.py),
+            ``score_thr``, ``nms``, ``max_per_img`` (``keep_top_k``).
         init_cfg (dict or list[dict]): Initialization config. Defaults to
             Xavier (uniform) for convs, as SSD.
     """
@@ -100,12 +111,6 @@ class DSODHead(SSDHead):
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg)
-        # SSD's loss is computed inline (softmax cross-entropy with hard
-        # negative mining), so there is no loss_cls module; mmdet 3.3's
-        # BaseDenseHead._predict_by_feat_single still reads self.loss_cls
-        # (open-mmlab/mmdetection#11305, #11780), so predict would fail
-        # without this.
-        self.loss_cls = None
         self.l2_norm_scale = l2_norm_scale
         self.l2_norms = nn.ModuleList()
         for channels in in_channels:
@@ -146,3 +151,61 @@ class DSODHead(SSDHead):
         """
         return super().forward(
             tuple(norm(feat) for norm, feat in zip(self.l2_norms, x)))
+
+    def get_anchors(self,
+                    featmap_sizes: List[tuple],
+                    batch_img_metas: List[dict],
+                    device: Union[torch.device, str] = 'cuda'
+                    ) -> Tuple[List[List[Tensor]], List[List[Tensor]]]:
+        """mmdet's anchors, every one of them valid for training.
+
+        ``SSDAnchorGenerator.valid_flags`` keeps ``ceil(300 / step)``
+        locations per side, so at DSOD300's last scale (2x2 map, step 300)
+        only 1 of the 4 locations would be trained, while all 4 are scored
+        at test time. Caffe's ``MultiBoxLoss`` trains every prior
+        (``PriorBox`` with ``clip=False``, no valid mask).
+        """
+        anchor_list, valid_flag_list = super().get_anchors(
+            featmap_sizes, batch_img_metas, device=device)
+        valid_flag_list = [[torch.ones_like(flags) for flags in img_flags]
+                           for img_flags in valid_flag_list]
+        return anchor_list, valid_flag_list
+
+    def _predict_by_feat_single(self,
+                                cls_score_list: List[Tensor],
+                                bbox_pred_list: List[Tensor],
+                                score_factor_list: List[Tensor],
+                                mlvl_priors: List[Tensor],
+                                img_meta: dict,
+                                cfg: ConfigDict,
+                                rescale: bool = False,
+                                with_nms: bool = True) -> InstanceData:
+        """One image's detections, as Caffe's ``DetectionOutput``.
+
+        Softmax scores of all scales together, those above ``score_thr``
+        and the ``nms_pre`` best of each class, decoded, then per-class NMS
+        and the ``max_per_img`` best (mmdet's ``_bbox_post_process``).
+        """
+        cfg = copy.deepcopy(self.test_cfg if cfg is None else cfg)
+        cls_scores = torch.cat([
+            score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            for score in cls_score_list
+        ])
+        bbox_preds = torch.cat([
+            pred.permute(1, 2, 0).reshape(-1, 4) for pred in bbox_pred_list
+        ])
+        priors = torch.cat(mlvl_priors)
+        scores, labels, inds = per_class_topk(
+            cls_scores.softmax(-1)[:, :-1], cfg.get('score_thr', 0),
+            cfg.get('nms_pre', -1))
+        results = InstanceData()
+        results.bboxes = self.bbox_coder.decode(
+            priors[inds], bbox_preds[inds], max_shape=img_meta['img_shape'])
+        results.scores = scores
+        results.labels = labels
+        return self._bbox_post_process(
+            results=results,
+            cfg=cfg,
+            rescale=rescale,
+            with_nms=with_nms,
+            img_meta=img_meta)
