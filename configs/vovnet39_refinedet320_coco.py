@@ -1,12 +1,26 @@
-# RefineDet320 + VoVNet-39 on COCO, trained from scratch with BN: the VoVNet
-# paper's Table 4 model (56.28M parameters, 32.6 GFLOPs at 320x320; 33.5 AP
-# on test-dev with an ImageNet-pretrained backbone). RefineDet's COCO
-# schedule: batch 32, lr 1e-3, x0.1 at 280k/360k, 400k iterations.
+# RefineDet320 + VoVNet-39 trained from scratch on COCO (the default; the
+# VoVNet paper's Table 4 setting, fine-tuned from ImageNet weights, is
+# vovnet39_refinedet320_coco_imagenet.py). The from-scratch recipe is
+# ScratchDet's (Zhu et al., CVPR 2019):
+# - BN in the backbone, the TCBs, the inter blocks and after every 3x3
+#   prediction conv of the ARM and ODM (ScratchDet's `SSDBNHead`), 56.29M
+#   parameters (Table 4's 56.28M + the prediction BNs - their conv biases);
+# - SGD lr 0.05 for a batch of 128 (8 GPUs x 16) with a 500-iteration
+#   warm-up, COCO repeated 5x per epoch, 52 epochs, x0.1 after 34/46/50
+#   (_base_/schedules/refinedet_scratch_coco.py).
 _base_ = [
     './_base_/models/refinedet320_vovnet.py',
     './_base_/datasets/coco_ssd320.py',
-    './_base_/schedules/refinedet_coco.py', './_base_/default_runtime.py'
+    './_base_/schedules/refinedet_scratch_coco.py',
+    './_base_/default_runtime.py'
 ]
 
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=40000))
-log_processor = dict(by_epoch=False)
+model = dict(
+    bbox_head=dict(pred_norm_cfg=dict(type='BN', requires_grad=True)))
+train_dataloader = dict(
+    batch_size=16,
+    dataset=dict(
+        _delete_=True,
+        type='RepeatDataset',
+        times=5,
+        dataset={{_base_.train_dataloader.dataset}}))

@@ -1,7 +1,7 @@
 # RefineDet512 + VoVNet-39 on COCO, from scratch: 512x512 inputs (16,320
-# anchors at strides 8-64: 64/32/16/8 maps) and VoVNet-RefineDet's 512
-# solver: batch 20 (4 GPUs x 5), lr 1e-3, x0.1 at 400k/480k, 540k
-# iterations (paper_specs.md §3).
+# anchors at strides 8-64: 64/32/16/8 maps) with the from-scratch recipe of
+# vovnet39_refinedet320_coco.py (BN everywhere, ScratchDet's solver for a
+# batch of 128).
 _base_ = './vovnet39_refinedet320_coco.py'
 
 input_size = 512
@@ -28,19 +28,6 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
-train_dataloader = dict(batch_size=5, dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-max_iters = 540000
-train_cfg = dict(max_iters=max_iters)
-param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        by_epoch=False,
-        begin=0,
-        end=max_iters,
-        milestones=[400000, 480000],
-        gamma=0.1)
-]
-auto_scale_lr = dict(base_batch_size=20)

@@ -287,14 +287,58 @@ def test_negative_filtering_ignores_anchors_in_odm_training():
     losses = head.loss_by_feat(*filtered, [gt], meta)
     # the ARM still learns from the object
     assert losses['loss_arm_cls'] > 0
-    # no positive is left to the ODM, hence no mined negative either
-    assert losses['loss_odm_cls'] == 0
-    assert losses['loss_odm_bbox'] == 0
-
-    kept = constant_maps(head, size, [0., 0.], [0., 0., 0.])
-    losses = head.loss_by_feat(*kept, [gt], meta)
+    # Caffe's MineHardExamples (bbox_util.cpp): the filter removes negative
+    # candidates only, so the filtered stride-8 positives still train the
+    # ODM, with negatives mined from the unfiltered levels
     assert losses['loss_odm_cls'] > 0
     assert losses['loss_odm_bbox'] > 0
+
+    kept = constant_maps(head, size, [0., 0.], [0., 0., 0.])
+    unfiltered = head.loss_by_feat(*kept, [gt], meta)
+    torch.testing.assert_close(unfiltered['loss_odm_bbox'],
+                               losses['loss_odm_bbox'])
+
+
+def test_arm_filter_removes_negative_candidates_only():
+    head = small_head(num_classes=2)
+    generator = torch.Generator().manual_seed(2)
+    cls = torch.randn(1, 40, 3, generator=generator)
+    deltas = torch.randn(1, 40, 4, generator=generator)
+    targets = torch.randn(1, 40, 4, generator=generator)
+    labels = torch.full((1, 40), 2)
+    labels[0, :4] = torch.tensor([0, 1, 0, 1])
+    valid = torch.ones(1, 40, dtype=torch.bool)
+    keep = torch.ones(1, 40, dtype=torch.bool)
+    keep[0, :2] = False  # two positives the ARM calls background
+    keep[0, 4:20] = False  # and 16 negative candidates
+    loss_cls, loss_bbox = head.multibox_loss(
+        cls, deltas, labels, valid, targets, bg_label=2, neg_keep=keep)
+    ce = torch.nn.functional.cross_entropy(cls[0], labels[0],
+                                           reduction='none')
+    # all 4 positives count (3 x 4 = 12 negatives, normaliser 4); the
+    # negatives come from the 20 kept candidates only
+    negatives = ce[20:].topk(12).values
+    torch.testing.assert_close(loss_cls, (ce[:4].sum() + negatives.sum()) / 4)
+    smooth_l1 = torch.nn.functional.smooth_l1_loss(
+        deltas[0, :4], targets[0, :4], reduction='sum', beta=1.0)
+    torch.testing.assert_close(loss_bbox, smooth_l1 / 4)
+
+
+def test_predict_keeps_top_k_per_class_before_nms():
+    # ODM scores: class 0 at 0.6 and class 1 at 0.3 on every anchor; with
+    # nms_pre=5 Caffe's DetectionOutput keeps 5 of each class (an mmdet
+    # top-k over all pairs would keep class 0 only)
+    head = small_head(num_classes=2, neg_anchor_filter_thr=1.0)
+    head.test_cfg.update(nms_pre=5, score_thr=0.1)
+    size = 64
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1])).tolist()
+    outs = constant_maps(head, size, [0., 0.], logits)
+    meta = [dict(img_shape=(size, size), ori_shape=(size, size),
+                 scale_factor=(1., 1.))]
+    kept = head.predict_by_feat(*outs, batch_img_metas=meta,
+                                with_nms=False)[0]
+    assert kept.labels.tolist().count(0) == 5
+    assert kept.labels.tolist().count(1) == 5
 
 
 # --- hard negative mining ---------------------------------------------------
@@ -399,15 +443,24 @@ def test_detector_checks_neck_and_head_agree():
 
 # --- the VoVNet paper's Table 4 -------------------------------------------
 
+def table4_model(config, **overrides):
+    """A Table 4 (``*_imagenet``) config's model, without loading the
+    ImageNet weights (the architecture is what is counted)."""
+    return build_config_model(
+        osp.join(CONFIGS, config),
+        **{'model.backbone.init_cfg': None, **overrides})
+
+
 @pytest.mark.parametrize('config,params,gflops', [
-    ('vovnet39_refinedet320_coco.py', 56283844, 32.6),
-    ('vovnet57_refinedet320_coco.py', 70323844, 36.45),
+    ('vovnet39_refinedet320_coco_imagenet.py', 56283844, 32.6),
+    ('vovnet57_refinedet320_coco_imagenet.py', 70323844, 36.45),
 ])
 def test_vovnet_refinedet320_params_and_flops_match_paper(
         config, params, gflops):
-    model = build_config_model(
-        osp.join(CONFIGS, config),
-        **{'model.backbone.stem_stride_mode': 'paper'})
+    # the paper's Caffe stem for its FLOPs (timm's weights use the PyTorch
+    # stem; same parameters)
+    model = table4_model(config,
+                         **{'model.backbone.stem_stride_mode': 'paper'})
     result = get_complexity(model, (3, 320, 320))
     # Table 4: 56.28M / 70.32M (81 classes, inter blocks); our count is
     # the exact reconstruction of paper_specs §2b
@@ -418,8 +471,10 @@ def test_vovnet_refinedet320_params_and_flops_match_paper(
 
 
 def test_resnet50_refinedet320_params_and_flops_match_paper():
-    model = build_config_model(
-        osp.join(CONFIGS, 'resnet50_refinedet320_coco.py'))
+    # the paper's Caffe (MSRA) layout for its FLOPs; torchvision's ImageNet
+    # weights of the Table 4 config use the PyTorch layout, same parameters
+    model = table4_model('resnet50_refinedet320_coco_imagenet.py',
+                         **{'model.backbone.style': 'caffe'})
     result = get_complexity(model, (3, 320, 320))
     # Table 4: 63.46M, 25.43 GFLOPs
     assert abs(result.params - 63.46e6) <= 0.05e6
@@ -427,8 +482,7 @@ def test_resnet50_refinedet320_params_and_flops_match_paper():
 
 
 def test_densenet201_refinedet320_params_and_flops_match_paper():
-    model = build_config_model(
-        osp.join(CONFIGS, 'densenet201_refinedet320_coco.py'))
+    model = table4_model('densenet201_refinedet320_coco_imagenet.py')
     result = get_complexity(model, (3, 320, 320))
     # Table 4: 56.13M, 24.65 GFLOPs, with the sources at the transition
     # convs (256/896 channels) and the end of dense block 4 (1920)
@@ -440,14 +494,40 @@ def test_densenet201_refinedet320_params_and_flops_match_paper():
     assert not result.not_run and not result.uncounted
 
 
+@pytest.mark.parametrize('scratch,table4', [
+    ('vovnet39_refinedet320_coco.py', 'vovnet39_refinedet320_coco_imagenet.py'),
+    ('vovnet57_refinedet320_coco.py', 'vovnet57_refinedet320_coco_imagenet.py'),
+    ('resnet50_refinedet320_coco.py', 'resnet50_refinedet320_coco_imagenet.py'),
+    ('densenet201_refinedet320_coco.py',
+     'densenet201_refinedet320_coco_imagenet.py'),
+    ('vovnet39_refinedet320_voc07.py', 'vovnet39_refinedet320_voc07_imagenet.py'),
+])
+def test_scratch_configs_are_table4_with_bn_after_prediction_convs(
+        scratch, table4):
+    # ScratchDet's SSDBNHead: every 3x3 prediction conv loses its bias and
+    # gains a BN (weight + bias): + out_channels parameters per conv
+    bn = build_config_model(osp.join(CONFIGS, scratch))
+    plain = table4_model(table4)
+    convs = [m for name in ('arm_cls_convs', 'arm_reg_convs',
+                            'odm_cls_convs', 'odm_reg_convs')
+             for m in getattr(plain.bbox_head, name)]
+    extra = sum(conv.out_channels for conv in convs)
+    assert num_params(bn) == num_params(plain) + extra
+    for conv in bn.bbox_head.odm_cls_convs:
+        assert conv.conv.bias is None and conv.norm_name == 'bn'
+    assert all(isinstance(conv, torch.nn.Conv2d) for conv in convs)
+
+
+def num_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
 def test_without_inter_blocks_and_with_voc_classes():
     # paper_specs §2b: 49.65M with 21 classes (VOC)
-    voc = build_config_model(
-        osp.join(CONFIGS, 'vovnet39_refinedet320_voc07.py'))
-    assert sum(p.numel() for p in voc.parameters()) == 49647604
-    plain = build_config_model(
-        osp.join(CONFIGS, 'vovnet39_refinedet320_coco.py'),
-        **{'model.bbox_head.inter_channels': None})
+    voc = table4_model('vovnet39_refinedet320_voc07_imagenet.py')
+    assert num_params(voc) == 49647604
+    plain = table4_model('vovnet39_refinedet320_coco_imagenet.py',
+                         **{'model.bbox_head.inter_channels': None})
     assert isinstance(plain.bbox_head.arm_inter_blocks[0], torch.nn.Identity)
     # paper_specs §2b: 37.25M with the heads straight on the
     # 512/768/1024/512 sources and the 256-channel TCBs
@@ -456,7 +536,7 @@ def test_without_inter_blocks_and_with_voc_classes():
 
 # --- configs -----------------------------------------------------------------
 
-def test_refinedet_configs_follow_the_paper_recipe():
+def test_refinedet_configs_follow_the_official_recipes():
     names = {osp.basename(p) for p in
              glob.glob(osp.join(CONFIGS, '*refinedet*.py'))}
     assert {'vovnet39_refinedet320_coco.py', 'vovnet39_refinedet512_coco.py',
@@ -464,46 +544,95 @@ def test_refinedet_configs_follow_the_paper_recipe():
             'densenet201_refinedet320_coco.py',
             'vovnet39_refinedet320_voc07.py',
             'vovnet39_refinedet320_voc0712.py',
+            'vovnet39_refinedet320_coco_imagenet.py',
+            'vovnet57_refinedet320_coco_imagenet.py',
+            'resnet50_refinedet320_coco_imagenet.py',
+            'densenet201_refinedet320_coco_imagenet.py',
+            'vovnet39_refinedet320_voc07_imagenet.py',
             'vovnet19slim_refinedet192_shapes.py'} <= names
-    coco = Config.fromfile(osp.join(CONFIGS, 'vovnet39_refinedet320_coco.py'))
-    assert coco.model.type == 'RefineDet'
-    assert coco.model.train_cfg.arm_assigner.pos_iou_thr == 0.7
-    assert coco.model.train_cfg.arm_assigner.neg_iou_thr == 0.3
-    assert coco.model.train_cfg.odm_assigner.pos_iou_thr == 0.5
-    assert coco.model.train_cfg.neg_pos_ratio == 3
-    assert coco.model.bbox_head.neg_anchor_filter_thr == 0.99
-    assert coco.model.test_cfg.score_thr == 0.01
-    assert coco.model.test_cfg.nms.iou_threshold == 0.45
-    assert coco.model.test_cfg.nms_pre == 1000
-    assert coco.model.test_cfg.max_per_img == 500
-    assert coco.optim_wrapper.optimizer.lr == 1e-3
-    assert coco.train_dataloader.batch_size * 4 == 32
-    assert coco.param_scheduler[0].milestones == [280000, 360000]
-    assert coco.train_cfg.max_iters == 400000
-    assert coco.load_from is None
-    steps = [t['type'] for t in coco.train_dataloader.dataset.pipeline]
+    load = lambda name: Config.fromfile(osp.join(CONFIGS, name))  # noqa
+    coco, coco_in = (load('vovnet39_refinedet320_coco.py'),
+                     load('vovnet39_refinedet320_coco_imagenet.py'))
+    voc, voc_in = (load('vovnet39_refinedet320_voc07.py'),
+                   load('vovnet39_refinedet320_voc07_imagenet.py'))
+    for cfg in (coco, coco_in, voc, voc_in):
+        assert cfg.model.type == 'RefineDet'
+        # ODM 0.5/0.5 on every dataset (the Caffe scripts' multibox params)
+        assert cfg.model.train_cfg.odm_assigner.pos_iou_thr == 0.5
+        assert cfg.model.train_cfg.odm_assigner.neg_iou_thr == 0.5
+        assert cfg.model.train_cfg.neg_pos_ratio == 3
+        assert cfg.model.bbox_head.neg_anchor_filter_thr == 0.99
+        # DetectionOutput of VoV39_COCO_320.py and VoV39_VOC2007_320.py:
+        # confidence 0.01, top_k 1000 per class, NMS 0.45, keep_top_k 500
+        assert cfg.model.test_cfg.score_thr == 0.01
+        assert cfg.model.test_cfg.nms.iou_threshold == 0.45
+        assert cfg.model.test_cfg.nms_pre == 1000
+        assert cfg.model.test_cfg.max_per_img == 500
+        assert cfg.load_from is None
+    # ARM matching: 0.5/0.5 on COCO (VoV39_COCO_320.py copies the ODM's
+    # multibox_loss_param), 0.7/0.3 on VOC (VoV39_VOC2007_320.py, #ywlee)
+    for cfg in (coco, coco_in):
+        assert cfg.model.train_cfg.arm_assigner.pos_iou_thr == 0.5
+        assert cfg.model.train_cfg.arm_assigner.neg_iou_thr == 0.5
+    for cfg in (voc, voc_in):
+        assert cfg.model.train_cfg.arm_assigner.pos_iou_thr == 0.7
+        assert cfg.model.train_cfg.arm_assigner.neg_iou_thr == 0.3
+        assert cfg.model.bbox_head.num_classes == 20
+        assert cfg.train_dataloader.dataset.ann_file.startswith('VOC2007/')
+        assert sorted(m.eval_mode for m in cfg.val_evaluator) == [
+            '11points', 'area']
+        # VoV39_VOC2007_320.py: train_on_diff_gt = False
+        assert 'UseDifficultGT' not in [
+            t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+
+    # from scratch: ScratchDet's BN head and solver (caffe/ssd_pascal.py,
+    # mmdetection/configs/ssd300_scratchdet_coco.py)
+    bn = dict(type='BN', requires_grad=True)
+    for cfg in (coco, voc):
+        assert cfg.model.bbox_head.pred_norm_cfg == bn
+        assert cfg.model.neck.norm_cfg == bn
+        assert cfg.model.bbox_head.norm_cfg == bn
+        assert cfg.model.backbone.norm_cfg == bn
+        assert 'init_cfg' not in cfg.model.backbone
+        assert cfg.optim_wrapper.optimizer.lr == 0.05
+        assert cfg.optim_wrapper.optimizer.momentum == 0.9
+        assert cfg.optim_wrapper.optimizer.weight_decay == 5e-4
+        assert cfg.auto_scale_lr.base_batch_size == 128
+        assert cfg.train_dataloader.batch_size * 8 == 128
+        warmup = cfg.param_scheduler[0]
+        assert (warmup.type, warmup.start_factor, warmup.end) == (
+            'LinearLR', 1 / 3, 500)
+    assert voc.param_scheduler[1].milestones == [40000, 75000, 90000]
+    assert voc.train_cfg.max_iters == 100000
+    assert coco.param_scheduler[1].milestones == [34, 46, 50]
+    assert coco.train_cfg.max_epochs == 52
+    assert coco.train_dataloader.dataset.type == 'RepeatDataset'
+    assert coco.train_dataloader.dataset.times == 5
+
+    # fine-tuned from ImageNet (Table 4): Caffe's heads and solver
+    for cfg in (coco_in, voc_in):
+        assert cfg.model.bbox_head.get('pred_norm_cfg') is None
+        assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+        assert cfg.model.backbone.stem_stride_mode == 'pytorch'
+        assert cfg.optim_wrapper.optimizer.lr == 1e-3
+        assert cfg.train_dataloader.batch_size * 4 == 32
+        assert len(cfg.param_scheduler) == 1  # no warm-up
+    assert coco_in.param_scheduler[0].milestones == [280000, 360000]
+    assert coco_in.train_cfg.max_iters == 400000
+    assert voc_in.param_scheduler[0].milestones == [80000, 100000]
+    assert voc_in.train_cfg.max_iters == 120000
+    assert voc_in.optim_wrapper.optimizer.weight_decay == 1e-4
+
+    steps = [t['type'] for t in coco.train_dataloader.dataset.dataset.pipeline]
     assert steps == ['LoadImageFromFile', 'LoadAnnotations',
                      'PhotoMetricDistortion', 'Expand', 'MinIoURandomCrop',
                      'Resize', 'RandomFlip', 'PackDetInputs']
-    assert coco.train_dataloader.dataset.pipeline[3].ratio_range == (1, 4)
-
-    big = Config.fromfile(osp.join(CONFIGS, 'vovnet39_refinedet512_coco.py'))
-    for loader in (big.train_dataloader, big.test_dataloader):
-        resize = [t for t in loader.dataset.pipeline
-                  if t['type'] == 'Resize']
+    big = load('vovnet39_refinedet512_coco.py')
+    for pipeline in (big.train_dataloader.dataset.dataset.pipeline,
+                     big.test_dataloader.dataset.pipeline):
+        resize = [t for t in pipeline if t['type'] == 'Resize']
         assert resize[0].scale == (512, 512)
-
-    voc = Config.fromfile(osp.join(CONFIGS, 'vovnet39_refinedet320_voc07.py'))
-    assert voc.model.bbox_head.num_classes == 20
-    assert voc.model.test_cfg.max_per_img == 200
-    assert voc.param_scheduler[0].milestones == [80000, 100000]
-    assert voc.train_cfg.max_iters == 120000
-    assert voc.train_dataloader.dataset.ann_file.startswith('VOC2007/')
-    assert sorted(m.eval_mode for m in voc.val_evaluator) == [
-        '11points', 'area'
-    ]
-    voc0712 = Config.fromfile(
-        osp.join(CONFIGS, 'vovnet39_refinedet320_voc0712.py'))
+    voc0712 = load('vovnet39_refinedet320_voc0712.py')
     years = [d.ann_file.split('/')[0]
              for d in voc0712.train_dataloader.dataset.datasets]
     assert years == ['VOC2007', 'VOC2012']
@@ -541,3 +670,52 @@ def test_shapes_config_trains_through_tools_train(tmp_path, shapes_root):
     for key in ('loss_arm_cls', 'loss_odm_cls', 'voc_11points/AP50',
                 'voc_area/AP50'):
         assert key in log
+
+
+# --- from scratch and ImageNet-initialised configs train ------------------
+
+def converted_vovnet39a(tmp_path):
+    """timm's vovnet39a key layout with deterministic weights, converted by
+    the converter behind tools/convert_weights.py."""
+    from tests.fixtures.weights.synthetic_weights import synthetic_state_dict
+    from tests.test_tools.test_convert_weights import (FIXTURE_DIR,
+                                                       load_fixture,
+                                                       shapes_of)
+    from vovdet.models.converters import convert_checkpoint
+    fixture = load_fixture(osp.join(FIXTURE_DIR, 'timm-vovnet39a.json.gz'))
+    source = tmp_path / 'vovnet39a.pth'
+    torch.save(synthetic_state_dict(shapes_of(fixture['keys'])), source)
+    out = tmp_path / 'vovnet39a_vovdet.pth'
+    convert_checkpoint('timm', 'vovnet39a', str(source), str(out))
+    return str(out)
+
+
+@pytest.mark.parametrize('name', ['vovnet39_refinedet320_coco.py',
+                                  'vovnet39_refinedet320_coco_imagenet.py'])
+def test_scratch_and_imagenet_configs_run_a_training_step(name, tmp_path):
+    overrides = {}
+    if name.endswith('_imagenet.py'):
+        overrides['model.backbone.init_cfg.checkpoint'] = converted_vovnet39a(
+            tmp_path)
+    model = build_config_model(osp.join(CONFIGS, name), **overrides)
+    model.init_weights()
+    if overrides:
+        converted = torch.load(overrides['model.backbone.init_cfg.checkpoint'],
+                               weights_only=True)['state_dict']
+        state = model.backbone.state_dict()
+        assert set(converted) == set(state)
+        for key, value in converted.items():
+            assert torch.equal(state[key], value), key
+    model.train()
+    data = detection_batch(model, size=96, labels=[0, 79])
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    before = {k: v.clone() for k, v in
+              model.bbox_head.odm_cls_convs[0].state_dict().items()}
+    losses = model(**data, mode='loss')
+    total = sum(losses.values())
+    assert torch.isfinite(total) and total > 0
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    after = model.bbox_head.odm_cls_convs[0].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)

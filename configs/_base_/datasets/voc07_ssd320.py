@@ -2,7 +2,8 @@
 # trainval -> VOC2007 test (and `voc12_trainval` for the *_voc0712 configs).
 # The data are voc07_ssd300.py's (DSOD); what differs is the input size,
 # RefineDet's augmentation (photometric distortion first, ImageNet mean for
-# the zoom-out), its batch and the two VOC metrics.
+# the zoom-out; no UseDifficultGT: VoV39_VOC2007_320.py has
+# train_on_diff_gt = False, unlike DSOD), its batch and the two VOC metrics.
 _base_ = './voc07_ssd300.py'
 input_size = 320
 

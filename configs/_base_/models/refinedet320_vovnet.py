@@ -3,7 +3,9 @@
 # paper_specs.md §2b and §3): the paper's Caffe stem, stages 3-5 + a
 # stride-2 ResNet bottleneck 128-128-512 as the four ARM sources, 256-channel
 # TCBs, a bottleneck 256-256-1024 ("inter" block) before every ARM and ODM
-# head, 3 anchors per location. 56.28M parameters with 81 classes.
+# head, 3 anchors per location. 56.28M parameters with 81 classes and the
+# plain prediction convs of the Caffe heads (the from-scratch configs add
+# BN after them, `pred_norm_cfg`).
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     type='RefineDet',
@@ -52,14 +54,18 @@ model = dict(
         loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0),
         # objectness_score 0.01: drop anchors with background prob > 0.99
         neg_anchor_filter_thr=0.99),
-    # ARM: IoU 0.7/0.3 (VoVNet-RefineDet); ODM on the refined anchors: 0.5.
-    # Every ground truth also takes its best prior (min_pos_iou=0), as the
-    # Caffe bipartite matching. Hard negative mining 3:1.
+    # ARM and ODM (on the refined anchors) both match at IoU 0.5/0.5: the
+    # COCO scripts (VoVNet-RefineDet VoV39_COCO_320.py/_512.py) give the ARM
+    # a copy of the ODM's MultiBoxLoss parameters with num_classes=2. The
+    # VOC scripts override the ARM to 0.7/0.3 (the `#ywlee` lines of
+    # VoV39_VOC2007_320.py), as the *_voc07 configs do. Every ground truth
+    # also takes its best prior (min_pos_iou=0), as the Caffe bipartite
+    # matching. Hard negative mining 3:1.
     train_cfg=dict(
         arm_assigner=dict(
             type='MaxIoUAssigner',
-            pos_iou_thr=0.7,
-            neg_iou_thr=0.3,
+            pos_iou_thr=0.5,
+            neg_iou_thr=0.5,
             min_pos_iou=0.,
             ignore_iof_thr=-1,
             gt_max_assign_all=False),
@@ -72,7 +78,8 @@ model = dict(
             gt_max_assign_all=False),
         sampler=dict(type='PseudoSampler'),
         neg_pos_ratio=3),
-    # DetectionOutput: confidence 0.01, top 1000, NMS 0.45, keep 500 (COCO).
+    # DetectionOutput (VoV39_COCO_320.py and VoV39_VOC2007_320.py alike):
+    # confidence 0.01, top_k 1000 per class before NMS 0.45, keep_top_k 500.
     test_cfg=dict(
         nms_pre=1000,
         score_thr=0.01,

@@ -9,8 +9,9 @@ The ARM predicts, per anchor, a binary object/background score and box
 offsets that refine the hand-set anchor. The ODM predicts class scores and
 box offsets relative to the *refined* anchor (two-step cascaded regression).
 Refined anchors the ARM is sure are background (background probability
-above ``neg_anchor_filter_thr`` = 0.99) are left out of the ODM, in training
-and at test time (negative anchor filtering). Both modules use SSD's
+above ``neg_anchor_filter_thr`` = 0.99) are left out of the ODM's negatives
+in training and out of its detections at test time (negative anchor
+filtering). Both modules use SSD's
 MultiBox loss: softmax cross-entropy with hard negative mining (3 negatives
 per positive) + smooth L1, normalised by the number of positives.
 
@@ -22,8 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmcv.cnn import ConvModule
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-from mmdet.models.utils import filter_scores_and_topk
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.utils import (ConfigType, InstanceList, MultiConfig, OptConfigType,
                          OptInstanceList)
@@ -32,6 +33,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..layers.res_bottleneck import res_bottleneck
+from .detection_output import per_class_topk
 
 
 def hard_negative_mining(cls_losses: Tensor, pos_mask: Tensor,
@@ -89,6 +91,11 @@ class RefineDetHead(BaseDenseHead):
         conv_cfg (dict, optional): Conv config of the inter blocks.
         norm_cfg (dict): Norm config of the inter blocks. Defaults to
             ``dict(type='BN', requires_grad=True)``.
+        pred_norm_cfg (dict, optional): Norm after each 3x3 prediction conv
+            (which then has no bias), as ScratchDet's ``SSDBNHead`` for
+            training from scratch; None gives Caffe RefineDet's plain convs
+            with bias (``CreateRefineDetHead(use_batchnorm=False)``).
+            Defaults to None.
         anchor_generator (dict): mmdet prior generator config.
         bbox_coder (dict): Box coder; SSD's variances (0.1, 0.1, 0.2, 0.2).
         loss_cls (dict): Softmax classification loss, evaluated per anchor
@@ -100,8 +107,9 @@ class RefineDetHead(BaseDenseHead):
         train_cfg (dict, optional): ``arm_assigner`` (IoU 0.7/0.3 in
             VoVNet-RefineDet), ``odm_assigner`` (0.5/0.5), ``sampler``
             (mmdet ``PseudoSampler``) and ``neg_pos_ratio`` (3).
-        test_cfg (dict, optional): ``nms_pre``, ``score_thr``, ``nms``,
-            ``min_bbox_size``, ``max_per_img``.
+        test_cfg (dict, optional): ``nms_pre`` (candidates kept *per
+            class* before NMS, Caffe's ``top_k``), ``score_thr``, ``nms``,
+            ``min_bbox_size``, ``max_per_img`` (Caffe's ``keep_top_k``).
         init_cfg (dict or list[dict]): Initialization config. Defaults to
             Xavier (uniform), as the Caffe models.
     """
@@ -114,6 +122,7 @@ class RefineDetHead(BaseDenseHead):
         inter_channels: Optional[int] = 256,
         conv_cfg: OptConfigType = None,
         norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
+        pred_norm_cfg: OptConfigType = None,
         anchor_generator: ConfigType = dict(
             type='AnchorGenerator',
             strides=[8, 16, 32, 64],
@@ -157,6 +166,7 @@ class RefineDetHead(BaseDenseHead):
         self.inter_channels = inter_channels
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
+        self.pred_norm_cfg = pred_norm_cfg
         self.neg_anchor_filter_thr = neg_anchor_filter_thr
         self.num_base_priors = self.prior_generator.num_base_priors
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
@@ -183,6 +193,19 @@ class RefineDetHead(BaseDenseHead):
             norm_cfg=self.norm_cfg)
         return block, block.planes * block.expansion
 
+    def _pred_conv(self, in_channels: int, out_channels: int) -> nn.Module:
+        """A 3x3 prediction conv, followed by ``pred_norm_cfg`` if set."""
+        if self.pred_norm_cfg is None:
+            return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        return ConvModule(
+            in_channels,
+            out_channels,
+            3,
+            padding=1,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.pred_norm_cfg,
+            act_cfg=None)
+
     def _init_layers(self) -> None:
         """Build the inter blocks and the 3x3 prediction convs."""
         self.arm_inter_blocks = nn.ModuleList()
@@ -199,9 +222,9 @@ class RefineDetHead(BaseDenseHead):
                 block, out = self._inter_block(in_ch)
                 getattr(self, f'{prefix}_inter_blocks').append(block)
                 getattr(self, f'{prefix}_cls_convs').append(
-                    nn.Conv2d(out, num_anchors * cls_out, 3, padding=1))
+                    self._pred_conv(out, num_anchors * cls_out))
                 getattr(self, f'{prefix}_reg_convs').append(
-                    nn.Conv2d(out, num_anchors * 4, 3, padding=1))
+                    self._pred_conv(out, num_anchors * 4))
 
     def forward(self, x: Tuple[Tensor, ...]) -> Tuple[List[Tensor], ...]:
         """Run the ARM on the source maps and the ODM on the TCB maps.
@@ -318,9 +341,15 @@ class RefineDetHead(BaseDenseHead):
                     sampling.pos_priors, sampling.pos_gt_bboxes)
         return labels, valid, targets
 
-    def multibox_loss(self, cls_scores: Tensor, bbox_preds: Tensor,
-                      labels: Tensor, valid: Tensor, bbox_targets: Tensor,
-                      bg_label: int) -> Tuple[Tensor, Tensor]:
+    def multibox_loss(self,
+                      cls_scores: Tensor,
+                      bbox_preds: Tensor,
+                      labels: Tensor,
+                      valid: Tensor,
+                      bbox_targets: Tensor,
+                      bg_label: int,
+                      neg_keep: Optional[Tensor] = None
+                      ) -> Tuple[Tensor, Tensor]:
         """SSD's MultiBox loss with hard negative mining.
 
         Args:
@@ -330,6 +359,10 @@ class RefineDetHead(BaseDenseHead):
             valid (Tensor): Non-ignored priors, bool ``(B, N)``.
             bbox_targets (Tensor): Offset targets ``(B, N, 4)``.
             bg_label (int): The background label (``K - 1``).
+            neg_keep (Tensor, optional): Priors that may be mined as
+                negatives, bool ``(B, N)`` (RefineDet's negative anchor
+                filtering); every negative when None. Positives are never
+                filtered.
 
         Returns:
             tuple[Tensor, Tensor]: Classification loss over the positives
@@ -338,6 +371,8 @@ class RefineDetHead(BaseDenseHead):
         """
         pos = valid & (labels != bg_label)
         neg_candidates = valid & (labels == bg_label)
+        if neg_keep is not None:
+            neg_candidates = neg_candidates & neg_keep
         avg_factor = max(int(pos.sum()), 1)
         num_imgs, num_priors, channels = cls_scores.shape
         cls_losses = self.loss_cls(
@@ -364,9 +399,10 @@ class RefineDetHead(BaseDenseHead):
         """ARM and ODM losses.
 
         The ARM matches the anchors (``arm_assigner``); the ODM matches the
-        ARM-refined anchors (``odm_assigner``) and ignores the ones negative
-        anchor filtering removes, so they are neither positives nor
-        negatives.
+        ARM-refined anchors (``odm_assigner``). Negative anchor filtering
+        removes refined anchors from the ODM's negative candidates only, as
+        Caffe's ``MineHardExamples``: a filtered anchor matched to an object
+        stays a positive.
 
         Args:
             arm_cls_scores, arm_bbox_preds, odm_cls_scores, odm_bbox_preds
@@ -399,9 +435,12 @@ class RefineDetHead(BaseDenseHead):
         labels, valid, targets = self.get_targets(
             refined, self.odm_assigner, batch_gt_instances,
             batch_gt_instances_ignore, class_agnostic=False)
+        # Caffe's MineHardExamples (bbox_util.cpp): the objectness filter
+        # only removes negative candidates; positives, the 3:1 count and
+        # the normaliser use every match.
         loss_odm_cls, loss_odm_bbox = self.multibox_loss(
-            odm_cls, odm_deltas, labels, valid & keep, targets,
-            bg_label=self.num_classes)
+            odm_cls, odm_deltas, labels, valid, targets,
+            bg_label=self.num_classes, neg_keep=keep)
         return dict(
             loss_arm_cls=loss_arm_cls,
             loss_arm_bbox=loss_arm_bbox,
@@ -419,10 +458,11 @@ class RefineDetHead(BaseDenseHead):
                         with_nms: bool = True) -> InstanceList:
         """Decode ODM boxes from the refined anchors and run NMS.
 
-        Per image: drop the filtered anchors, take the softmax class scores
-        above ``score_thr``, keep the ``nms_pre`` best (anchor, class) pairs,
+        Per image, as Caffe's ``DetectionOutput``: drop the filtered
+        anchors, take the softmax class scores above ``score_thr`` and the
+        ``nms_pre`` best of *each class* (Caffe's per-class ``top_k``),
         decode them from the refined anchors (clipped to the image), then
-        per-class NMS and the ``max_per_img`` best.
+        per-class NMS and the ``max_per_img`` best (``keep_top_k``).
 
         Args:
             arm_cls_scores, arm_bbox_preds, odm_cls_scores, odm_bbox_preds
@@ -450,14 +490,12 @@ class RefineDetHead(BaseDenseHead):
         for i, img_meta in enumerate(batch_img_metas):
             kept = keep[i]
             scores = odm_cls[i, kept].detach().softmax(-1)[:, :-1]
-            scores, labels, _, filtered = filter_scores_and_topk(
-                scores, cfg.get('score_thr', 0), cfg.get('nms_pre', -1),
-                dict(deltas=odm_deltas[i, kept].detach(),
-                     priors=refined[i, kept]))
+            scores, labels, inds = per_class_topk(
+                scores, cfg.get('score_thr', 0), cfg.get('nms_pre', -1))
             results = InstanceData()
             results.bboxes = self.bbox_coder.decode(
-                filtered['priors'],
-                filtered['deltas'],
+                refined[i, kept][inds],
+                odm_deltas[i, kept][inds].detach(),
                 max_shape=img_meta['img_shape'])
             results.scores = scores
             results.labels = labels
