@@ -7,8 +7,10 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from vovdet.analysis.learning import (format_results, logged_losses, main,
-                                      run_learning_benchmark, scaled_config)
+from vovdet.analysis.learning import (format_results, format_summary,
+                                      logged_losses, main,
+                                      run_learning_benchmark, run_many,
+                                      scaled_config, summarize, write_report)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REFINEDET = osp.join(ROOT, 'configs', 'vovnet19slim_refinedet192_shapes.py')
@@ -91,7 +93,7 @@ def test_refinedet_benchmark_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert (run / 'iter_2.pth').is_file()
     table = capsys.readouterr().out
     assert '| voc_11points/AP50 | voc_area/AP50 |' in table
-    assert '| vovnet19slim_refinedet192_shapes.py | 2 x 2 |' in table
+    assert '| vovnet19slim_refinedet192_shapes.py | 0 | 2 x 2 |' in table
     assert 'loss_odm_cls' in table
 
 
@@ -117,10 +119,60 @@ def test_dsod_benchmark_runs_end_to_end(tmp_path, shapes_root):
     assert used.param_scheduler[1].end == 2
     assert used.train_dataloader.num_workers == 0
     table = format_results([result])
-    assert '| vovnet27slim_dsod160_shapes.py | 2 x 2 | ' in table
+    assert '| vovnet27slim_dsod160_shapes.py | 0 | 2 x 2 | ' in table
     assert 'loss_bbox' in table
 
 
 def test_main_requires_a_config_without_a_default():
     with pytest.raises(SystemExit):
         main([])
+
+
+def fake_run(config, seed, ap, loss):
+    return dict(config=config, seed=seed, iters=10, batch_size=2,
+                losses={'loss': (9.0, loss)},
+                curve=[(5, loss + 1), (10, loss)],
+                ap50={'voc_11points/AP50': ap}, minutes=1.0)
+
+
+def test_summary_gives_mean_and_sample_std_per_config(tmp_path):
+    runs = [fake_run('a.py', 0, 40., 2.), fake_run('a.py', 1, 50., 3.),
+            fake_run('a.py', 2, 60., 4.), fake_run('b.py', 0, 70., 1.)]
+    rows = summarize(runs)
+    assert [r['config'] for r in rows] == ['a.py', 'b.py']
+    mean, std = rows[0]['ap50']['voc_11points/AP50']
+    assert mean == pytest.approx(50.) and std == pytest.approx(10.)
+    assert rows[0]['per_seed']['voc_11points/AP50'] == [40., 50., 60.]
+    assert rows[0]['seeds'] == [0, 1, 2]
+    assert rows[0]['last_loss'] == pytest.approx((3., 1.))
+    assert rows[1]['ap50']['voc_11points/AP50'] == (70., 0.)
+    table = format_summary(rows)
+    assert '| a.py | 0, 1, 2 | 10 x 2 | 50.0 ± 10.0 | 40.0, 50.0, 60.0 |' \
+        in table
+    paths = write_report(runs, str(tmp_path / 'out'), 'parity')
+    assert json.loads(open(paths['json']).read())[3]['config'] == 'b.py'
+    assert '50.0 ± 10.0' in open(paths['md']).read()
+    with open(paths['png'], 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):
+    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
+                min_radius=10, max_radius=30, seed=0)
+    options = {f'{split}_dataloader.{key}': value
+               for split in ('train', 'test')
+               for key, value in (('num_workers', 0),
+                                  ('persistent_workers', False))}
+    results = run_many([DSOD], seeds=[3, 4], data_root=shapes_root,
+                       work_dir=str(tmp_path), iters=1, batch_size=2,
+                       cfg_options=options, jobs=2, data_spec=spec)
+    assert [r['seed'] for r in results] == [3, 4]
+    for seed in (3, 4):
+        run = tmp_path / 'vovnet27slim_dsod160_shapes' / f'seed{seed}'
+        assert (run / 'iter_1.pth').is_file()
+        used = Config.fromfile(str(run / osp.basename(DSOD)))
+        assert used.randomness.seed == seed
+    # the seed changes the initial weights, hence the first logged loss
+    assert results[0]['losses']['loss'][0] != results[1]['losses']['loss'][0]
+    with pytest.raises(ValueError, match='jobs must be at least 1'):
+        run_many([DSOD], jobs=0)

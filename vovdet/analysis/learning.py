@@ -1,4 +1,4 @@
-"""Learning benchmark: train a shapes config from scratch, report its AP50.
+"""Learning benchmark: train shapes configs from scratch, report their AP50.
 
 One benchmark serves every detector family (RefineDet, DSOD, ...). It
 generates the synthetic shapes dataset if it is missing (the demo's data
@@ -103,7 +103,9 @@ def run_learning_benchmark(config: str,
                            iters: Optional[int] = None,
                            batch_size: Optional[int] = None,
                            data_spec: Optional[Dict] = None,
-                           cfg_options: Optional[Dict] = None) -> Dict:
+                           cfg_options: Optional[Dict] = None,
+                           seed: Optional[int] = None,
+                           threads: Optional[int] = None) -> Dict:
     """Train ``config`` on the shapes data, test it, return the figures.
 
     Args:
@@ -118,19 +120,30 @@ def run_learning_benchmark(config: str,
             :func:`vovdet.datasets.generate_shapes_dataset` overriding the
             demo's data set (600 train / 100 test images of 192 px).
         cfg_options (dict, optional): Config overrides, applied first.
+        seed (int, optional): ``randomness.seed`` of the run (weights,
+            data order, augmentation); the config's when None.
+        threads (int, optional): ``torch.set_num_threads`` for the run
+            (used when several runs share the machine).
 
     Returns:
-        dict: ``config``, ``iters``, ``batch_size``, ``losses`` (``{name:
-        (first, last)}`` logged values), ``ap50`` (``{metric name: AP at
-        IoU 0.5 in percent}``) and ``minutes``.
+        dict: ``config``, ``seed``, ``iters``, ``batch_size``, ``losses``
+        (``{name: (first, last)}`` logged values), ``curve`` (the logged
+        total loss, ``[(iteration, value), ...]``), ``ap50`` (``{metric
+        name: AP at IoU 0.5 in percent}``) and ``minutes``.
     """
+    import torch
+
     from vovdet.apis import test as test_api
     from vovdet.apis import train as train_api
     from vovdet.apis.demo import ensure_shapes_data
 
     start = time.time()
+    if threads is not None:
+        torch.set_num_threads(threads)
     ensure_shapes_data(data_root, **(data_spec or {}))
     cfg = scaled_config(config, data_root, iters, batch_size, cfg_options)
+    if seed is not None:
+        cfg.randomness = dict(seed=seed)
     os.makedirs(work_dir, exist_ok=True)
     used = osp.join(work_dir, osp.basename(config))
     cfg.dump(used)
@@ -151,12 +164,189 @@ def run_learning_benchmark(config: str,
             f"{', '.join(metrics) or 'nothing'})")
     return dict(
         config=config,
+        seed=cfg.get('randomness', {}).get('seed'),
         iters=max_iters,
         batch_size=cfg.train_dataloader.batch_size,
         losses={key: (points[0][1], points[-1][1])
                 for key, points in curves.items()},
+        curve=curves['loss'],
         ap50=ap50,
         minutes=(time.time() - start) / 60)
+
+
+def _run_one(kwargs: Dict) -> Dict:
+    """:func:`run_learning_benchmark` with keyword arguments (a picklable
+    entry point for the worker processes of :func:`run_many`)."""
+    return run_learning_benchmark(**kwargs)
+
+
+def run_many(configs: Sequence[str],
+             seeds: Sequence[Optional[int]] = (None, ),
+             data_root: str = 'data/shapes/',
+             work_dir: str = 'work_dirs/learning',
+             iters: Optional[int] = None,
+             batch_size: Optional[int] = None,
+             cfg_options: Optional[Dict] = None,
+             jobs: int = 1,
+             data_spec: Optional[Dict] = None) -> List[Dict]:
+    """Train every config with every seed; ``jobs`` runs at a time.
+
+    Each run trains in ``work_dir/<config name>/seed<seed>``. With
+    ``jobs > 1`` the runs go to that many spawned worker processes, each
+    with ``cpu_count // jobs`` torch threads, so they share the cores
+    instead of competing for them; the shapes data set is generated once
+    beforehand. The other arguments are :func:`run_learning_benchmark`'s.
+
+    Returns:
+        list[dict]: The :func:`run_learning_benchmark` results, in the
+        order config-major, seed-minor.
+    """
+    from vovdet.apis.demo import ensure_shapes_data
+
+    if jobs < 1:
+        raise ValueError(f'jobs must be at least 1, got {jobs}')
+    runs = []
+    for config in configs:
+        name = osp.splitext(osp.basename(config))[0]
+        for seed in seeds:
+            folder = name if seed is None else osp.join(name, f'seed{seed}')
+            runs.append(
+                dict(config=config, data_root=data_root,
+                     work_dir=osp.join(work_dir, folder), iters=iters,
+                     batch_size=batch_size, cfg_options=cfg_options,
+                     seed=seed, data_spec=data_spec))
+    if jobs == 1:
+        return [_run_one(run) for run in runs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    ensure_shapes_data(data_root, **(data_spec or {}))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    for run in runs:
+        run['threads'] = threads
+    # not multiprocessing.Pool: its daemonic workers cannot start the data
+    # loader's worker processes
+    with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+        return list(pool.map(_run_one, runs))
+
+
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.
+    var = sum((v - mean)**2 for v in values) / (len(values) - 1)
+    return mean, var**0.5
+
+
+def summarize(results: Sequence[Dict]) -> List[Dict]:
+    """Group runs by config: every AP50 and the last total loss as mean and
+    standard deviation over the seeds.
+
+    Returns:
+        list[dict]: Per config, in first-seen order: ``config``, ``seeds``,
+        ``iters``, ``batch_size``, ``ap50`` (``{metric: (mean, std)}``),
+        ``per_seed`` (``{metric: [values]}``), ``last_loss`` (mean, std) and
+        ``minutes`` (mean).
+    """
+    groups: Dict[str, List[Dict]] = {}
+    for r in results:
+        groups.setdefault(r['config'], []).append(r)
+    rows = []
+    for config, runs in groups.items():
+        metrics = list(dict.fromkeys(k for r in runs for k in r['ap50']))
+        rows.append(
+            dict(
+                config=config,
+                seeds=[r.get('seed') for r in runs],
+                iters=runs[0]['iters'],
+                batch_size=runs[0]['batch_size'],
+                ap50={
+                    k: _mean_std([r['ap50'][k] for r in runs])
+                    for k in metrics
+                },
+                per_seed={k: [r['ap50'][k] for r in runs]
+                          for k in metrics},
+                last_loss=_mean_std([r['losses']['loss'][1] for r in runs]),
+                minutes=sum(r['minutes'] for r in runs) / len(runs)))
+    return rows
+
+
+def format_summary(rows: Sequence[Dict]) -> str:
+    """A markdown table of :func:`summarize`: one row per config, every AP50
+    as mean ± std over the seeds (with the per-seed values)."""
+    names = list(dict.fromkeys(k for r in rows for k in r['ap50']))
+    lines = [
+        '| config | seeds | iterations x images | ' +
+        ' | '.join(f'{k} (mean ± std)' for k in names) +
+        ' | per-seed ' + names[0] + ' | last loss | minutes / run |',
+        '|---|---|---|' + '---|' * len(names) + '---|---|---|'
+    ]
+    for r in rows:
+        aps = ' | '.join(
+            '{:.1f} ± {:.1f}'.format(*r['ap50'][k]) if k in r['ap50'] else
+            '-' for k in names)
+        per_seed = ', '.join(f'{v:.1f}' for v in r['per_seed'].get(
+            names[0], []))
+        seeds = ', '.join(str(s) for s in r['seeds'])
+        lines.append(
+            f"| {osp.basename(r['config'])} | {seeds} | {r['iters']} x "
+            f"{r['batch_size']} | {aps} | {per_seed} | "
+            '{:.2f} ± {:.2f}'.format(*r['last_loss']) +
+            f" | {r['minutes']:.1f} |")
+    return '\n'.join(lines)
+
+
+def plot_curves(results: Sequence[Dict], path: str,
+                title: str = 'Training loss') -> None:
+    """Plot each config's logged total loss against the iteration: the mean
+    over its seeds as a line, the seeds' range shaded."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    groups: Dict[str, List[Dict]] = {}
+    for r in results:
+        groups.setdefault(r['config'], []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for config, runs in groups.items():
+        common = sorted(set.intersection(*[{i for i, _ in r['curve']}
+                                           for r in runs]))
+        if not common:
+            continue
+        values = [[dict(r['curve'])[i] for r in runs] for i in common]
+        mean = [sum(v) / len(v) for v in values]
+        label = osp.splitext(osp.basename(config))[0]
+        ax.plot(common, mean, label=f'{label} ({len(runs)} seeds)')
+        ax.fill_between(common, [min(v) for v in values],
+                        [max(v) for v in values], alpha=0.2)
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('total training loss')
+    ax.set_yscale('log')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: Sequence[Dict], out_dir: str,
+                 name: str = 'learning') -> Dict[str, str]:
+    """Write ``<name>.json`` (every run), ``<name>.md`` (the mean ± std
+    table and the per-run losses) and ``<name>.png`` (the loss curves)
+    under ``out_dir``; return the three paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {ext: osp.join(out_dir, f'{name}.{ext}')
+             for ext in ('json', 'md', 'png')}
+    with open(paths['json'], 'w') as f:
+        json.dump(list(results), f, indent=1)
+    with open(paths['md'], 'w') as f:
+        f.write(format_summary(summarize(results)) + '\n\n' +
+                format_results(results) + '\n')
+    plot_curves(results, paths['png'])
+    return paths
 
 
 def format_results(results: Sequence[Dict]) -> str:
@@ -164,47 +354,67 @@ def format_results(results: Sequence[Dict]) -> str:
     per run with every AP50, then each run's loss terms, first -> last."""
     names = list(dict.fromkeys(k for r in results for k in r['ap50']))
     lines = [
-        '| config | iterations x images | ' +
+        '| config | seed | iterations x images | ' +
         ' | '.join(names) + ' | minutes |',
-        '|---|---|' + '---|' * len(names) + '---|'
+        '|---|---|---|' + '---|' * len(names) + '---|'
     ]
     for r in results:
         aps = ' | '.join(
             f"{r['ap50'][k]:.1f}" if k in r['ap50'] else '-' for k in names)
-        lines.append(f"| {osp.basename(r['config'])} | {r['iters']} x "
-                     f"{r['batch_size']} | {aps} | {r['minutes']:.1f} |")
+        seed = '-' if r.get('seed') is None else r['seed']
+        lines.append(f"| {osp.basename(r['config'])} | {seed} | "
+                     f"{r['iters']} x {r['batch_size']} | {aps} | "
+                     f"{r['minutes']:.1f} |")
     lines.append('')
     for r in results:
         losses = ', '.join(f'{key} {first:.3f} -> {last:.3f}'
                            for key, (first, last) in r['losses'].items())
-        lines.append(f"{osp.basename(r['config'])} logged losses, "
-                     f'first -> last: {losses}')
+        lines.append(f"{osp.basename(r['config'])} (seed "
+                     f"{r.get('seed')}) logged losses, first -> last: "
+                     f'{losses}')
     return '\n'.join(lines)
 
 
 def main(argv: Optional[List[str]] = None,
          default_config: Optional[str] = None,
          work_dir: str = 'work_dirs/learning') -> List[Dict]:
-    """Run the benchmark for every ``--config`` and print the table.
+    """Run the benchmark for every ``--config`` and ``--seeds`` and print
+    the tables.
 
     Args:
         argv (list[str], optional): Command-line arguments.
         default_config (str, optional): ``--config`` when not given; the
             option is required when None.
         work_dir (str): The default ``--work-dir``; each config trains in
-            a sub-directory named after it.
+            a sub-directory named after it (and ``seed<N>`` below it when
+            seeds are given).
     """
     parser = argparse.ArgumentParser(
-        description='Train shapes configs from scratch on a CPU and print '
-        'their held-out AP50 and loss curves')
+        description='Train shapes configs from scratch on a CPU, several '
+        'seeds each, and report their held-out AP50 (mean ± std) and loss '
+        'curves')
     parser.add_argument(
         '--config', nargs='+',
         default=None if default_config is None else [default_config],
         required=default_config is None,
         help='shapes configs to train' +
         ('' if default_config is None else f' (default {default_config})'))
+    parser.add_argument(
+        '--seeds', type=int, nargs='+',
+        help="seeds to train each config with (default: the config's)")
+    parser.add_argument(
+        '--jobs', type=int, default=1,
+        help='runs at a time, each in its own process with its share of '
+        'the cores (default 1)')
     parser.add_argument('--data-root', default='data/shapes/')
     parser.add_argument('--work-dir', default=work_dir)
+    parser.add_argument(
+        '--out',
+        help='write <name>.json, .md (mean ± std table) and .png (loss '
+        'curves) into this folder')
+    parser.add_argument(
+        '--name', default='learning',
+        help='file name stem of the --out files (default learning)')
     parser.add_argument(
         '--iters', type=int,
         help="training iterations (default: the config's schedule)")
@@ -215,13 +425,13 @@ def main(argv: Optional[List[str]] = None,
         '--cfg-options', nargs='+', action=DictAction,
         help='further config overrides, e.g. train_dataloader.num_workers=2')
     args = parser.parse_args(argv)
-    results = []
-    for config in args.config:
-        name = osp.splitext(osp.basename(config))[0]
-        results.append(
-            run_learning_benchmark(
-                config, args.data_root, osp.join(args.work_dir, name),
-                args.iters, args.batch_size,
-                cfg_options=args.cfg_options))
+    results = run_many(args.config, args.seeds or [None], args.data_root,
+                       args.work_dir, args.iters, args.batch_size,
+                       args.cfg_options, args.jobs)
+    print(format_summary(summarize(results)), flush=True)
+    print()
     print(format_results(results), flush=True)
+    if args.out:
+        paths = write_report(results, args.out, args.name)
+        print('\nwrote ' + ', '.join(paths.values()), flush=True)
     return results
