@@ -34,6 +34,14 @@ def test_scaled_config_scales_the_schedule_and_skips_validation():
     assert cfg.test_dataloader.dataset.data_root == '/somewhere/shapes/'
     with pytest.raises(ValueError, match='iters must be positive'):
         scaled_config(REFINEDET, '/somewhere/shapes', iters=0)
+    # step schedules keep their shape: x0.1 at 2/3 and 5/6 of the run
+    solver = scaled_config(
+        osp.join(ROOT, 'configs',
+                 'vovnet19slim_refinedet192_shapes_finetune_solver.py'),
+        '/somewhere/shapes', iters=150)
+    [steps] = solver.param_scheduler
+    assert (steps.end, steps.milestones) == (150, [100, 125])
+    assert solver.optim_wrapper.optimizer.lr == pytest.approx(2.5e-4)
     # without iters the config's own schedule is kept, checkpointed once
     cfg = scaled_config(DSOD, '/somewhere/shapes')
     assert cfg.train_cfg.max_iters == 1200

@@ -502,20 +502,28 @@ def test_densenet201_refinedet320_params_and_flops_match_paper():
      'densenet201_refinedet320_coco_imagenet.py'),
     ('vovnet39_refinedet320_voc07.py', 'vovnet39_refinedet320_voc07_imagenet.py'),
 ])
-def test_scratch_configs_are_table4_with_bn_after_prediction_convs(
-        scratch, table4):
-    # ScratchDet's SSDBNHead: every 3x3 prediction conv loses its bias and
+def test_scratch_configs_train_the_table4_architecture(scratch, table4):
+    # the recipes differ in the initialisation and the solver only
+    assert num_params(build_config_model(
+        osp.join(CONFIGS, scratch))) == num_params(table4_model(table4))
+
+
+def test_bn_after_prediction_convs_is_an_option():
+    # ScratchDet's SSDBNHead: each 3x3 prediction conv loses its bias and
     # gains a BN (weight + bias): + out_channels parameters per conv
-    bn = build_config_model(osp.join(CONFIGS, scratch))
-    plain = table4_model(table4)
+    plain = small_head(num_classes=2)
+    bn = small_head(num_classes=2,
+                    pred_norm_cfg=dict(type='BN', requires_grad=True))
     convs = [m for name in ('arm_cls_convs', 'arm_reg_convs',
                             'odm_cls_convs', 'odm_reg_convs')
-             for m in getattr(plain.bbox_head, name)]
-    extra = sum(conv.out_channels for conv in convs)
-    assert num_params(bn) == num_params(plain) + extra
-    for conv in bn.bbox_head.odm_cls_convs:
-        assert conv.conv.bias is None and conv.norm_name == 'bn'
+             for m in getattr(plain, name)]
     assert all(isinstance(conv, torch.nn.Conv2d) for conv in convs)
+    assert num_params(bn) == num_params(plain) + sum(
+        conv.out_channels for conv in convs)
+    for conv in bn.odm_cls_convs:
+        assert conv.conv.bias is None and conv.norm_name == 'bn'
+    outs = bn(tuple(torch.rand(2, 8, s, s) for s in (8, 4, 2, 1)) * 2)
+    assert outs[2][0].shape == (2, 9, 8, 8)
 
 
 def num_params(model):
@@ -585,11 +593,12 @@ def test_refinedet_configs_follow_the_official_recipes():
         assert 'UseDifficultGT' not in [
             t['type'] for t in cfg.train_dataloader.dataset.pipeline]
 
-    # from scratch: ScratchDet's BN head and solver (caffe/ssd_pascal.py,
+    # from scratch: BN after every conv but the prediction convs, and
+    # ScratchDet's solver (caffe/ssd_pascal.py,
     # mmdetection/configs/ssd300_scratchdet_coco.py)
     bn = dict(type='BN', requires_grad=True)
     for cfg in (coco, voc):
-        assert cfg.model.bbox_head.pred_norm_cfg == bn
+        assert cfg.model.bbox_head.get('pred_norm_cfg') is None
         assert cfg.model.neck.norm_cfg == bn
         assert cfg.model.bbox_head.norm_cfg == bn
         assert cfg.model.backbone.norm_cfg == bn

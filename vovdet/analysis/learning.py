@@ -35,9 +35,9 @@ def scaled_config(config: str,
     Args:
         config (str): A shapes config.
         data_root (str): Shapes dataset root (e.g. holds ``VOC2007/``).
-        iters (int, optional): Training iterations. The ``begin``/``end`` of
-            every scheduler (warm-up, decay) are scaled by
-            ``iters / max_iters`` so the schedule keeps its shape.
+        iters (int, optional): Training iterations. The ``begin``/``end``
+            and ``milestones`` of every scheduler (warm-up, decay) are
+            scaled by ``iters / max_iters`` so the schedule keeps its shape.
         batch_size (int, optional): Images per training iteration.
         cfg_options (dict, optional): Further overrides (e.g. loader
             workers), merged before the above.
@@ -66,6 +66,10 @@ def scaled_config(config: str,
                     scheduler[key] = max(
                         round(scheduler[key] * iters / old),
                         1 if key == 'end' else 0)
+            if 'milestones' in scheduler:
+                scheduler['milestones'] = [
+                    round(m * iters / old) for m in scheduler['milestones']
+                ]
         cfg.train_cfg.max_iters = iters
         cfg.default_hooks.logger.interval = min(
             cfg.default_hooks.logger.interval, iters)
