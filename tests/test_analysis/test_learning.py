@@ -184,3 +184,26 @@ def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):
     assert results[0]['losses']['loss'][0] != results[1]['losses']['loss'][0]
     with pytest.raises(ValueError, match='jobs must be at least 1'):
         run_many([DSOD], jobs=0)
+
+
+def test_maskrcnn_peers_report_coco_ap50(tmp_path, shapes_root):
+    # the Mask R-CNN parity pair: the demo's VoVNet and mmdet's ResNet-18
+    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
+                min_radius=10, max_radius=30, seed=0)
+    options = {f'{split}_dataloader.{key}': value
+               for split in ('train', 'test')
+               for key, value in (('num_workers', 0),
+                                  ('persistent_workers', False))}
+    config = osp.join(ROOT, 'configs', 'resnet18_maskrcnn_shapes.py')
+    result = run_learning_benchmark(
+        config, shapes_root, str(tmp_path), iters=1, batch_size=2,
+        data_spec=spec, cfg_options=options)
+    assert set(result['ap50']) == {'coco/bbox_mAP_50', 'coco/segm_mAP_50'}
+    used = Config.fromfile(osp.join(str(tmp_path),
+                                    'resnet18_maskrcnn_shapes.py'))
+    demo = Config.fromfile(osp.join(ROOT, 'configs',
+                                    'vovnet19slim_maskrcnn_shapes.py'))
+    assert used.model.backbone.type == 'ResNet'
+    assert used.model.backbone.depth == 18
+    assert used.model.backbone.norm_cfg == demo.model.backbone.norm_cfg
+    assert used.model.roi_head == demo.model.roi_head

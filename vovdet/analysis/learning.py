@@ -43,15 +43,25 @@ def scaled_config(config: str,
             workers), merged before the above.
 
     Returns:
-        Config: The modified config; it tests once after training and
-        checkpoints the last iteration only.
+        Config: The modified config (the loaders' ``data_root`` and a COCO
+        test evaluator's ``ann_file`` under it point at ``data_root``); it
+        tests once after training and checkpoints the last iteration
+        only.
     """
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     data_root = data_root.rstrip('/') + '/'
+    old_root = cfg.test_dataloader.dataset.get('data_root')
     for split in ('train', 'test'):
         cfg[f'{split}_dataloader'].dataset.data_root = data_root
+    # a COCO evaluator reads its own copy of the annotation path
+    evaluators = cfg.test_evaluator
+    for evaluator in (evaluators if isinstance(evaluators, list) else
+                      [evaluators]):
+        ann_file = evaluator.get('ann_file')
+        if old_root and ann_file and ann_file.startswith(old_root):
+            evaluator.ann_file = data_root + ann_file[len(old_root):]
     # the benchmark tests once at the end; no validation while training
     cfg.val_dataloader = None
     cfg.val_evaluator = None
@@ -158,9 +168,11 @@ def run_learning_benchmark(config: str,
     curves = logged_losses(work_dir)
     if 'loss' not in curves:
         raise RuntimeError(f'no training loss was logged under {work_dir}')
+    # VOCMetric: '<prefix>/AP50'; CocoMetric: 'coco/{bbox,segm}_mAP_50'
     ap50 = {
         key: 100 * value
-        for key, value in metrics.items() if key.endswith('AP50')
+        for key, value in metrics.items()
+        if key.endswith('AP50') or key.endswith('mAP_50')
     }
     if not ap50:
         raise RuntimeError(
