@@ -521,8 +521,9 @@ class BenchmarkSettings:
         amp (bool): Run inference under ``torch.autocast`` with float16
             (mixed precision; FLOPs are counted in fp32, they are the
             same): the whole backbone, or a detector's network without its
-            pre/post-processing (:func:`autocast_network`). Training uses the config's optimizer wrapper instead:
-            set ``optim_wrapper.type='AmpOptimWrapper'`` for AMP training.
+            pre/post-processing (:func:`autocast_network`). Training uses
+            the config's optimizer wrapper instead: set
+            ``optim_wrapper.type='AmpOptimWrapper'`` for AMP training.
         device (str): ``'auto'`` (CUDA when available), ``'cpu'``,
             ``'cuda'`` or ``'cuda:<i>'``.
         threads (int, optional): ``torch.set_num_threads``; None keeps

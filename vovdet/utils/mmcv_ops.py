@@ -236,8 +236,9 @@ def _standin_module(name: str) -> types.ModuleType:
 class _StandinFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Answers every ``import mmcv.ops.<anything>`` with a stand-in."""
 
-    def find_spec(self, fullname: str, path: Any = None,
-                  target: Any = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(
+            self, fullname: str, path: Any = None, target: Any = None
+    ) -> Optional[importlib.machinery.ModuleSpec]:
         if fullname.startswith('mmcv.ops.'):
             return importlib.machinery.ModuleSpec(fullname, self)
         return None
