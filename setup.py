@@ -26,6 +26,10 @@ setup(
         'pycocotools',
         'numpy',
     ],
+    extras_require={
+        # energy per image on NVIDIA GPUs (NVML) and the benchmark plots
+        'benchmark': ['nvidia-ml-py', 'matplotlib'],
+    },
     license='Apache-2.0',
     zip_safe=False,
 )

@@ -5,10 +5,19 @@ Importing the package registers its modules into mmdet's registries (configs
 do it with ``custom_imports = dict(imports=['vovdet'])``) and makes mmengine
 load local checkpoints with ``weights_only=True`` plus an allow-list of the
 types mmengine itself writes (see :mod:`vovdet.utils.checkpoint`).
+
+``VOVDET_MMCV_OPS=torchvision`` (or ``auto``) makes ``mmcv.ops`` a
+torchvision-backed stand-in before mmdet is imported, for machines without
+mmcv's compiled ops (see :mod:`vovdet.utils.mmcv_ops`).
 """
-from . import datasets, models, utils  # noqa: F401
-from .utils import install_safe_checkpoint_loader
-from .version import __version__
+from .utils.mmcv_ops import configure_mmcv_ops
+
+# before `models` imports mmdet, which imports mmcv.ops
+configure_mmcv_ops()
+
+from . import datasets, models, utils  # noqa: E402,F401
+from .utils import install_safe_checkpoint_loader  # noqa: E402
+from .version import __version__  # noqa: E402
 
 install_safe_checkpoint_loader()
 

@@ -20,7 +20,8 @@ import vovdet  # noqa: F401  (registers the backbones)
 from vovdet.analysis import get_complexity, get_config_complexity
 from vovdet.analysis.benchmark import (BenchmarkSettings, EnergyMonitor,
                                        EnergyUnavailable, ModelSpec,
-                                       PeakMemory, RaplMeter, benchmark_model,
+                                       PeakMemory, RaplMeter, autocast_network,
+                                       benchmark_model, build_spec_model,
                                        find_rapl_zones, fold_conv_bn,
                                        format_result, paired_benchmark,
                                        rapl_delta_uj, time_in_turns)
@@ -522,3 +523,30 @@ def test_paired_models_start_from_the_same_weights(tmp_path, monkeypatch):
          (ModelSpec('b', backbone=spec), settings)], warmup=0, rounds=1)
     assert len(built) == 2
     torch.testing.assert_close(built[0], built[1], rtol=0, atol=0)
+
+
+def test_fp16_detector_runs_its_network_in_fp16_and_returns_fp32():
+    model, _ = build_spec_model(
+        ModelSpec('refinedet', config=osp.join(
+            REPO, 'configs', 'vovnet39_refinedet320_coco.py')), 'detector')
+    model.eval()
+    assert autocast_network(model, 'cpu') == ['backbone', 'neck',
+                                              'bbox_head']
+    dtypes = []
+    first_conv = next(m for m in model.backbone.modules()
+                      if isinstance(m, nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, i, out: dtypes.append(
+        out.dtype))
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 64, 64))
+    assert dtypes == [torch.float16]
+    assert feats and all(f.dtype == torch.float32 for f in feats)
+
+
+def test_fp16_two_stage_detector_inference(tmp_path):
+    from vovdet.analysis import benchmark_spec
+    spec = ModelSpec('demo+fp16', config=tiny_detector_config(tmp_path))
+    result = benchmark_spec(
+        spec, tiny_settings(tmp_path, part='detector', amp=True))
+    assert result.settings['amp'] and result.flops > 0
+    assert 'transforms:          fp16-autocast' in format_result(result)

@@ -28,12 +28,12 @@ def parse_args(argv=None):
     parser.add_argument(
         '--configs', nargs='+', default=[],
         help='config paths, each optionally with +deploy, +fuse, '
-        '+channels-last')
+        '+channels-last, +fp16')
     parser.add_argument(
         '--backbones', nargs='+', default=[],
         help=f"named backbones ({', '.join(BACKBONE_SPECS)}) or "
         "'Type:key=value,...', each optionally with +deploy, +fuse, "
-        '+channels-last')
+        '+channels-last, +fp16')
     parser.add_argument('--out', default='docs/results',
                         help='output folder (default docs/results)')
     parser.add_argument('--name', default='benchmark',

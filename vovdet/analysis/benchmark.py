@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -425,6 +426,55 @@ def fold_conv_bn(model: nn.Module) -> int:
     return before - count(model)
 
 
+def _to_float32(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_float32(item) for item in obj)
+    if isinstance(obj, dict):
+        return {k: _to_float32(v) for k, v in obj.items()}
+    return obj
+
+
+def _autocast_forward(forward: Callable[..., Any], device_type: str,
+                      *args: Any, **kwargs: Any) -> Any:
+    with torch.autocast(device_type, dtype=torch.float16):
+        return _to_float32(forward(*args, **kwargs))
+
+
+def autocast_network(detector: nn.Module, device_type: str) -> List[str]:
+    """Run a detector's network under float16 autocast, in place.
+
+    The backbone, the neck and every head's ``forward`` (for an RoI head:
+    its box and mask heads) compute in fp16 and return fp32, so data
+    normalisation, box decoding, NMS and mask pasting stay in fp32, as in
+    an fp16 engine deployed with fp32 post-processing (and as mmcv's CPU
+    NMS requires: it has no half kernel).
+
+    Args:
+        detector (nn.Module): An mmdet detector.
+        device_type (str): ``'cuda'`` or ``'cpu'``.
+
+    Returns:
+        list[str]: The wrapped modules, e.g. ``['backbone', 'neck',
+        'rpn_head', 'roi_head.bbox_head', 'roi_head.mask_head']``.
+    """
+    wrapped = []
+    for name, child in detector.named_children():
+        if name == 'data_preprocessor':
+            continue
+        # an RoI head's own forward is not on the predict path
+        targets = [(f'{name}.{sub}', module)
+                   for sub, module in child.named_children()
+                   if sub.endswith('_head')] if name == 'roi_head' \
+            else [(name, child)]
+        for label, module in targets:
+            module.forward = partial(_autocast_forward, module.forward,
+                                     device_type)
+            wrapped.append(label)
+    return wrapped
+
+
 def _flat_tensors(obj: Any) -> List[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         return [obj]
@@ -468,6 +518,12 @@ class BenchmarkSettings:
             :func:`vovdet.apis.reparameterize.reparameterize_model`.
         fuse_conv_bn (bool): Apply :func:`fold_conv_bn`.
         channels_last (bool): NHWC weights and inputs.
+        amp (bool): Run inference under ``torch.autocast`` with float16
+            (mixed precision; FLOPs are counted in fp32, they are the
+            same): the whole backbone, or a detector's network without its
+            pre/post-processing (:func:`autocast_network`). Training uses
+            the config's optimizer wrapper instead: set
+            ``optim_wrapper.type='AmpOptimWrapper'`` for AMP training.
         device (str): ``'auto'`` (CUDA when available), ``'cpu'``,
             ``'cuda'`` or ``'cuda:<i>'``.
         threads (int, optional): ``torch.set_num_threads``; None keeps
@@ -485,6 +541,7 @@ class BenchmarkSettings:
     deploy: bool = False
     fuse_conv_bn: bool = False
     channels_last: bool = False
+    amp: bool = False
     device: str = 'auto'
     threads: Optional[int] = None
     rapl_root: str = RAPL_ROOT
@@ -508,6 +565,10 @@ class BenchmarkSettings:
             if self.part != 'detector':
                 raise ValueError("mode='train' needs part='detector' (a "
                                  'backbone alone has no loss)')
+            if self.amp:
+                raise ValueError(
+                    "amp is inference autocast; for mixed-precision training "
+                    "set the config's optim_wrapper.type='AmpOptimWrapper'")
             if self.deploy or self.fuse_conv_bn:
                 raise ValueError('deploy and fuse_conv_bn are inference-only '
                                  "transforms; drop them for mode='train'")
@@ -778,9 +839,14 @@ def prepare_model(model: nn.Module,
             model, image if settings.part == 'backbone' else torch.empty(0),
             forward_fn=lambda m, _: forward(m))
         prepared.flops, prepared.mac = complexity.flops, complexity.mac
+        # a detector's network runs in fp16, its pre/post-processing in fp32
+        if settings.amp and settings.part == 'detector':
+            autocast_network(model, device.type)
 
         def call() -> Any:
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(
+                    device.type, dtype=torch.float16,
+                    enabled=settings.amp and settings.part == 'backbone'):
                 return forward(model)
     else:
         from mmengine.optim import build_optim_wrapper
@@ -1188,7 +1254,8 @@ def format_result(result: BenchmarkResult) -> str:
     transforms = [
         flag for flag, on in (('deploy', s['deploy']),
                               ('fuse-conv-bn', s['fuse_conv_bn']),
-                              ('channels-last', s['channels_last'])) if on
+                              ('channels-last', s['channels_last']),
+                              ('fp16-autocast', s.get('amp', False))) if on
     ]
     if result.energy_j_per_img is None:
         energy = f'unavailable ({result.energy_reason})'
@@ -1217,7 +1284,7 @@ def format_result(result: BenchmarkResult) -> str:
         f'GFLOP/s (multiply-adds per second)',
         f'energy:              {energy}',
     ]
-    if transforms and s['mode'] == 'inference':
+    if result.transform_max_rel_diff is not None:
         lines.append(
             f'transform check:     {result.folded_bn} BN folded, deployed '
             f"{result.deployed or 'nothing'}, max relative output change "

@@ -22,7 +22,8 @@ Models are named on the command line as
   anything else is a string);
 
 each followed by any of ``+deploy``, ``+fuse`` (fold BN into convs) and
-``+channels-last``, e.g. ``RepVGG-B1+deploy+fuse``.
+``+channels-last`` and ``+fp16`` (inference under float16 autocast), e.g.
+``RepVGG-B1+deploy+fuse``.
 """
 import ast
 import datetime
@@ -69,6 +70,7 @@ VARIANTS = {
     'deploy': 'deploy',
     'fuse': 'fuse_conv_bn',
     'channels-last': 'channels_last',
+    'fp16': 'amp',
 }
 
 # Split "k=v,k=v" at the commas that start a new key, so that values such
