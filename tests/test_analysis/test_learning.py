@@ -8,7 +8,7 @@ import pytest
 from mmengine.config import Config
 
 from vovdet.analysis.learning import (format_results, format_summary,
-                                      logged_losses, main,
+                                      logged_losses, main, plot_curves,
                                       run_learning_benchmark, run_many,
                                       scaled_config, summarize, write_report)
 
@@ -162,6 +162,13 @@ def test_summary_gives_mean_and_sample_std_per_config(tmp_path):
     assert '50.0 ± 10.0' in open(paths['md']).read()
     with open(paths['png'], 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    # any logged loss term, with reference lines
+    for r in runs:
+        r['curves'] = {'loss_cls': [(5, 1.0), (10, 0.5)]}
+    path = tmp_path / 'cls.png'
+    plot_curves(runs, str(path), keys=('loss_cls', ),
+                references={'constant guess': 0.7})
+    assert path.read_bytes()[:4] == b'\x89PNG'
 
 
 def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):

@@ -142,7 +142,8 @@ def run_learning_benchmark(config: str,
     Returns:
         dict: ``config``, ``seed``, ``iters``, ``batch_size``, ``losses``
         (``{name: (first, last)}`` logged values), ``curve`` (the logged
-        total loss, ``[(iteration, value), ...]``), ``ap50`` (``{metric
+        total loss, ``[(iteration, value), ...]``), ``curves`` (every logged
+        loss term, ``{name: [(iteration, value), ...]}``), ``ap50`` (``{metric
         name: AP at IoU 0.5 in percent}``) and ``minutes``.
     """
     import torch
@@ -186,6 +187,7 @@ def run_learning_benchmark(config: str,
         losses={key: (points[0][1], points[-1][1])
                 for key, points in curves.items()},
         curve=curves['loss'],
+        curves=curves,
         ap50=ap50,
         minutes=(time.time() - start) / 60)
 
@@ -313,10 +315,15 @@ def format_summary(rows: Sequence[Dict]) -> str:
     return '\n'.join(lines)
 
 
-def plot_curves(results: Sequence[Dict], path: str,
-                title: str = 'Training loss') -> None:
-    """Plot each config's logged total loss against the iteration: the mean
-    over its seeds as a line, the seeds' range shaded."""
+def plot_curves(results: Sequence[Dict],
+                path: str,
+                title: str = 'Training loss',
+                keys: Sequence[str] = ('loss', ),
+                references: Optional[Dict[str, float]] = None) -> None:
+    """Plot each config's logged losses against the iteration: for every
+    loss name in ``keys`` the mean over the config's seeds as a line and the
+    seeds' range shaded. ``references`` draws labelled horizontal lines
+    (e.g. the loss of a constant predictor)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -326,18 +333,29 @@ def plot_curves(results: Sequence[Dict], path: str,
         groups.setdefault(r['config'], []).append(r)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for config, runs in groups.items():
-        common = sorted(set.intersection(*[{i for i, _ in r['curve']}
-                                           for r in runs]))
-        if not common:
-            continue
-        values = [[dict(r['curve'])[i] for r in runs] for i in common]
-        mean = [sum(v) / len(v) for v in values]
         label = osp.splitext(osp.basename(config))[0]
-        ax.plot(common, mean, label=f'{label} ({len(runs)} seeds)')
-        ax.fill_between(common, [min(v) for v in values],
-                        [max(v) for v in values], alpha=0.2)
+        for key in keys:
+            series = [
+                r['curve'] if key == 'loss' and 'curves' not in r else
+                r.get('curves', {}).get(key, []) for r in runs
+            ]
+            common = sorted(set.intersection(*[{i for i, _ in c}
+                                               for c in series]))
+            if not common:
+                continue
+            values = [[dict(c)[i] for c in series] for i in common]
+            mean = [sum(v) / len(v) for v in values]
+            name = label if keys == ('loss', ) else f'{label}: {key}'
+            ax.plot(common, mean, label=f'{name} ({len(runs)} seeds)')
+            ax.fill_between(common, [min(v) for v in values],
+                            [max(v) for v in values], alpha=0.2)
+    for text, value in (references or {}).items():
+        ax.axhline(value, color='grey', linestyle=':', linewidth=1)
+        ax.annotate(text, (0, value), textcoords='offset points',
+                    xytext=(4, 2), fontsize=7, color='dimgrey')
     ax.set_xlabel('iteration')
-    ax.set_ylabel('total training loss')
+    ax.set_ylabel('total training loss' if keys == ('loss', ) else
+                  'training loss')
     ax.set_yscale('log')
     ax.set_title(title)
     ax.grid(alpha=0.3)
