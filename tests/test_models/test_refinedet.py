@@ -301,13 +301,7 @@ def test_negative_filtering_ignores_anchors_in_odm_training():
 
 def test_arm_filter_removes_negative_candidates_only():
     head = small_head(num_classes=2)
-    generator = torch.Generator().manual_seed(2)
-    cls = torch.randn(1, 40, 3, generator=generator)
-    deltas = torch.randn(1, 40, 4, generator=generator)
-    targets = torch.randn(1, 40, 4, generator=generator)
-    labels = torch.full((1, 40), 2)
-    labels[0, :4] = torch.tensor([0, 1, 0, 1])
-    valid = torch.ones(1, 40, dtype=torch.bool)
+    cls, deltas, targets, labels, valid = multibox_inputs(seed=2)
     keep = torch.ones(1, 40, dtype=torch.bool)
     keep[0, :2] = False  # two positives the ARM calls background
     keep[0, 4:20] = False  # and 16 negative candidates
@@ -363,15 +357,21 @@ def test_hard_negative_mining_keeps_at_most_3x_the_hardest():
                 losses[i][chosen[i]].sort(descending=True).values, hardest)
 
 
-def test_multibox_loss_is_normalised_by_positives():
-    head = small_head(num_classes=2)
-    generator = torch.Generator().manual_seed(1)
+def multibox_inputs(seed):
+    """40 priors of one image, 2 classes + background: random logits,
+    offsets and targets; priors 0-3 positive (classes 0, 1, 0, 1)."""
+    generator = torch.Generator().manual_seed(seed)
     cls = torch.randn(1, 40, 3, generator=generator)
     deltas = torch.randn(1, 40, 4, generator=generator)
     targets = torch.randn(1, 40, 4, generator=generator)
     labels = torch.full((1, 40), 2)
     labels[0, :4] = torch.tensor([0, 1, 0, 1])
-    valid = torch.ones(1, 40, dtype=torch.bool)
+    return cls, deltas, targets, labels, torch.ones(1, 40, dtype=torch.bool)
+
+
+def test_multibox_loss_is_normalised_by_positives():
+    head = small_head(num_classes=2)
+    cls, deltas, targets, labels, valid = multibox_inputs(seed=1)
     valid[0, 30:] = False  # ignored anchors are never mined
     loss_cls, loss_bbox = head.multibox_loss(cls, deltas, labels, valid,
                                              targets, bg_label=2)
