@@ -32,6 +32,7 @@ PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
 if "$PY" - "$ROOT" <<'PYEOF' >/dev/null 2>&1
 import sys, importlib.metadata as md
 import torch, mmcv, mmcv.ops, mmengine, mmdet, pycocotools, vovdet  # noqa: F401
+import seaborn, psutil  # noqa: F401  (mmdet's analysis tools)
 assert md.version('mmcv') == '2.1.0' and md.version('mmengine') == '0.10.7'
 assert md.version('mmdet') == '3.3.0'
 import os
@@ -57,6 +58,8 @@ if ! "$PY" -c 'import importlib.metadata as m, mmcv.ops; assert m.version("mmcv"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" --no-build-isolation mmcv==2.1.0
 fi
 
-"${PIP[@]}" mmengine==0.10.7 mmdet==3.3.0 pycocotools pytest matplotlib
+# seaborn and psutil: mmdet's analyze_logs.py and benchmark.py import them
+"${PIP[@]}" mmengine==0.10.7 mmdet==3.3.0 pycocotools pytest matplotlib \
+    seaborn psutil
 "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
 log "environment ready ($VENV)"

@@ -24,9 +24,11 @@ env_cfg = dict(
 )
 
 vis_backends = [dict(type='LocalVisBackend')]
-# No fixed name: the runner names it after its run, so several runs in one
-# process (tests, benchmarks) each log to their own work dir.
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
+# mmdet's name, which its tools (browse_dataset.py, ...) need to build the
+# visualizer; vovdet's own runners drop it (vovdet.apis.common.build_runner)
+# so that several runs in one process each log to their own work dir.
+visualizer = dict(
+    type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 log_level = 'INFO'

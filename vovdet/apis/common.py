@@ -64,6 +64,11 @@ def build_runner(cfg: Config):
     if cfg.launcher != 'none':
         adapt_dist_cfg_for_device(cfg)
         init_cpu_distributed(cfg.launcher)
+    # The visualizer is a process-wide instance per name: without one, the
+    # runner names it after its own run, so several runs in one process
+    # (benchmarks, tests) each get theirs.
+    if cfg.get('visualizer'):
+        cfg.visualizer.pop('name', None)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
