@@ -195,6 +195,21 @@ def test_truncated_checkpoint_is_reported(tmp_path):
         safe_load_checkpoint(bad)
 
 
+def test_empty_checkpoint_is_reported_through_tools_test(tmp_path,
+                                                         shapes_root):
+    # an empty .pth made the error handler itself crash with IndexError
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(RuntimeError, match='the file is empty'):
+        safe_load_checkpoint(str(empty))
+    proc = run_tool(['tools/test.py', tiny_config(tmp_path, shapes_root, 2),
+                     str(empty), '--work-dir', str(tmp_path / 'w')],
+                    check=False)
+    assert proc.returncode != 0
+    assert 'IndexError' not in proc.stderr
+    assert 'empty.pth' in proc.stderr and 'the file is empty' in proc.stderr
+
+
 def test_missing_coco_fails_fast_with_instructions(tmp_path):
     proc = run_tool([
         osp.join(ROOT, 'tools', 'train.py'),

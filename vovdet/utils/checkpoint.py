@@ -111,7 +111,7 @@ def safe_load_checkpoint(filename: str, map_location=None) -> dict:
         allowed = {f'{g.__module__}.{g.__qualname__}' if not isinstance(
             g, tuple) else g[1] for g in SAFE_GLOBALS}
         unsafe = [name for name in unsafe if name not in allowed]
-        found = ', '.join(unsafe) if unsafe else str(e).splitlines()[0]
+        found = ', '.join(unsafe) if unsafe else _first_line(e)
         raise UnsafeCheckpointError(
             f"refusing to load checkpoint '{filename}': it pickles objects "
             f'outside the allow-list ({found}). Checkpoints written by '
@@ -119,9 +119,18 @@ def safe_load_checkpoint(filename: str, map_location=None) -> dict:
             'load it yourself with torch.load(..., weights_only=False) and '
             're-save its state_dict.') from e
     except (RuntimeError, EOFError, ValueError) as e:
+        empty = ' (the file is empty)' if osp.getsize(filename) == 0 else ''
         raise RuntimeError(
-            f"checkpoint '{filename}' is corrupt or not a torch checkpoint "
-            f'({type(e).__name__}: {str(e).splitlines()[0]})') from e
+            f"checkpoint '{filename}' is corrupt or not a torch checkpoint"
+            f'{empty} ({type(e).__name__}: {_first_line(e)}); point to '
+            'another checkpoint or train again') from e
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when
+    the message is empty (``EOFError()`` from an empty file)."""
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def install_safe_checkpoint_loader() -> None:
