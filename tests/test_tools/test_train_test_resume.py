@@ -296,3 +296,14 @@ def test_two_process_cpu_ddp_trains_and_tests(tmp_path, shapes_root,
         val_ids = sorted(img['id'] for img in json.load(f)['images'])
     assert len(val_ids) == 4
     assert sorted(p['img_id'] for p in preds) == val_ids
+
+
+def test_cfg_option_without_equals_is_named():
+    # mmengine's DictAction raised a bare "not enough values to unpack"
+    proc = run_tool(['tools/train.py', DEMO, '--cfg-options',
+                     'train_cfg.max_iters=2', 'train_cfg.val_interval'],
+                    check=False)
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    assert ("--cfg-options entry 'train_cfg.val_interval' has no '='"
+            in proc.stderr)

@@ -22,7 +22,9 @@ import os.path as osp
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from vovdet.apis.common import CfgOptionsAction
 
 
 def scaled_config(config: str,
@@ -456,7 +458,7 @@ def main(argv: Optional[List[str]] = None,
         '--batch-size', type=int,
         help="images per iteration (default: the config's)")
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='further config overrides, e.g. train_dataloader.num_workers=2')
     args = parser.parse_args(argv)
     results = run_many(args.config, args.seeds or [None], args.data_root,

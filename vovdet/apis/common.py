@@ -9,6 +9,20 @@ from typing import Any, Callable, List, Optional
 from mmengine.config import Config, DictAction
 
 
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` for ``--cfg-options``, refusing an entry
+    without ``=`` with an argparse error that names it (mmengine's raises a
+    bare ``ValueError: not enough values to unpack``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values:
+            if '=' not in kv:
+                parser.error(
+                    f"{option_string} entry '{kv}' has no '=': write "
+                    f'KEY=VALUE, e.g. {kv}=...')
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Arguments that ``tools/train.py`` and ``tools/test.py`` share."""
     parser.add_argument(
@@ -17,7 +31,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config entries, e.g. '
         'train_dataloader.batch_size=4 or key="[a,b]"; no spaces')
     parser.add_argument(

@@ -15,11 +15,11 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch.nn as nn
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from .common import parse
+from .common import CfgOptionsAction, parse
 
 
 class ReparameterizationError(ValueError):
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config entries before building the model')
     return parser
 
