@@ -9,6 +9,10 @@ fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
+if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
+    echo "$(basename "$0"): NPROC must be a positive number of processes (one per GPU, or CPU workers), got '$NPROC'" >&2
+    exit 2
+fi
 shift 3
 exec "${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \

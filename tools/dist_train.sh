@@ -8,6 +8,10 @@ if [ $# -lt 2 ]; then
 fi
 CONFIG=$1
 NPROC=$2
+if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
+    echo "$(basename "$0"): NPROC must be a positive number of processes (one per GPU, or CPU workers), got '$NPROC'" >&2
+    exit 2
+fi
 shift 2
 exec "${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \

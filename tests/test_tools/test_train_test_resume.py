@@ -307,3 +307,16 @@ def test_cfg_option_without_equals_is_named():
     assert 'Traceback' not in proc.stderr
     assert ("--cfg-options entry 'train_cfg.val_interval' has no '='"
             in proc.stderr)
+
+
+@pytest.mark.parametrize('script,args', [
+    ('dist_train.sh', [DEMO, '0']),
+    ('dist_test.sh', [DEMO, 'x.pth', 'two']),
+])
+def test_dist_scripts_refuse_a_bad_process_count(script, args):
+    # torchrun with 0 processes failed on a bare AssertionError
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script)] + args,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert 'NPROC must be a positive number of processes' in proc.stderr
+    assert f"got '{args[-1]}'" in proc.stderr
