@@ -320,3 +320,18 @@ def test_dist_scripts_refuse_a_bad_process_count(script, args):
     assert proc.returncode == 2
     assert 'NPROC must be a positive number of processes' in proc.stderr
     assert f"got '{args[-1]}'" in proc.stderr
+
+
+def test_num_workers_zero_drops_persistent_workers(tmp_path, shapes_root):
+    # the demo's loaders have persistent_workers=True; num_workers=0 made
+    # torch's DataLoader raise without naming the loader or the key
+    cfg = tiny_config(tmp_path, shapes_root, 1, extra={
+        'train_dataloader.persistent_workers': True,
+        'val_dataloader.persistent_workers': True})
+    proc = run_tool(['tools/train.py', cfg, '--work-dir',
+                     str(tmp_path / 'w'), '--cfg-options',
+                     'train_dataloader.num_workers=0'])
+    assert ('train_dataloader.persistent_workers set to False'
+            in proc.stderr)
+    assert 'val_dataloader.persistent_workers set to False' in proc.stderr
+    assert (tmp_path / 'w' / 'iter_1.pth').is_file()

@@ -61,12 +61,39 @@ def load_config(config: str, args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    drop_idle_persistent_workers(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def drop_idle_persistent_workers(cfg: Config) -> List[str]:
+    """Turn off ``persistent_workers`` on loaders with ``num_workers=0``.
+
+    mmdet's dataset bases set ``persistent_workers=True``, so lowering
+    ``num_workers`` to 0 (e.g. by ``--cfg-options``) made PyTorch's
+    ``DataLoader`` fail with "persistent_workers option needs num_workers >
+    0", naming neither loader nor key. Persistent workers need worker
+    processes, so with none the option is dropped, with a warning naming the
+    loader.
+
+    Returns:
+        list[str]: The loaders changed.
+    """
+    changed = []
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if (loader and loader.get('persistent_workers')
+                and loader.get('num_workers', 0) == 0):
+            loader.persistent_workers = False
+            changed.append(name)
+            print(f'[vovdet] {name}.num_workers is 0: '
+                  f'{name}.persistent_workers set to False (it needs '
+                  f'worker processes)', file=sys.stderr, flush=True)
+    return changed
 
 
 def build_runner(cfg: Config):
