@@ -335,3 +335,15 @@ def test_num_workers_zero_drops_persistent_workers(tmp_path, shapes_root):
             in proc.stderr)
     assert 'val_dataloader.persistent_workers set to False' in proc.stderr
     assert (tmp_path / 'w' / 'iter_1.pth').is_file()
+
+
+def test_config_syntax_error_names_the_file_and_line(tmp_path):
+    # mmengine's own SyntaxError pointed at File "<unknown>"
+    bad = tmp_path / 'bad_config.py'
+    bad.write_text(f"_base_ = '{DEMO}'\n"
+                   "model = dict(backbone=dict(arch='V2-19-slim'\n")
+    proc = run_tool(['tools/train.py', str(bad)], check=False)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr and '<unknown>' not in proc.stderr
+    assert f'config file {bad}, line 2' in proc.stderr
+    assert "'(' was never closed" in proc.stderr

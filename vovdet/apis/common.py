@@ -1,5 +1,6 @@
 """Config handling shared by the train and test entry points."""
 import argparse
+import ast
 import os
 import os.path as osp
 import sys
@@ -43,6 +44,32 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+class ConfigSyntaxError(ValueError):
+    """A config file that is not valid Python, with its path and line."""
+
+
+def check_config_syntax(config: str) -> None:
+    """Parse ``config`` as Python, naming the file on a syntax error.
+
+    mmengine parses the top config once without a file name (its lazy-import
+    check), so its ``SyntaxError`` points at ``File "<unknown>"``; base
+    configs are checked by mmengine itself, which names them.
+
+    Raises:
+        ConfigSyntaxError: The file, line, column, offending line and
+            Python's reason.
+    """
+    with open(config, encoding='utf-8') as f:
+        source = f.read()
+    try:
+        ast.parse(source, filename=config)
+    except SyntaxError as e:
+        line = (e.text or '').rstrip('\n')
+        raise ConfigSyntaxError(
+            f'config file {config}, line {e.lineno}, column {e.offset}: '
+            f'{e.msg}\n    {line}\nfix the Python syntax there') from None
+
+
 def load_config(config: str, args: argparse.Namespace) -> Config:
     """Read ``config`` and apply the common command-line overrides.
 
@@ -57,6 +84,7 @@ def load_config(config: str, args: argparse.Namespace) -> Config:
     if not osp.isfile(config):
         raise FileNotFoundError(f"config file '{config}' does not exist")
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    check_config_syntax(config)
     cfg = Config.fromfile(config)
     cfg.launcher = args.launcher
     if args.cfg_options:
@@ -123,9 +151,9 @@ def parse(parser: argparse.ArgumentParser,
 
 def run_cli(main: Callable[[], Any],
             end_process: Optional[Callable[[int], None]] = None) -> None:
-    """Run a tool's ``main`` and turn expected user errors (missing data,
-    malformed annotations, unsafe checkpoints, models that cannot be
-    re-parameterised) into a one-line message and exit status 1 instead of a
+    """Run a tool's ``main`` and turn expected user errors (config syntax
+    errors, missing data, malformed annotations, unsafe checkpoints, models
+    that cannot be re-parameterised) into a one-line message and exit status 1 instead of a
     traceback.
 
     A distributed run then destroys its process group and ends through
@@ -149,8 +177,9 @@ def run_cli(main: Callable[[], Any],
     try:
         try:
             main()
-        except (DatasetNotFoundError, MalformedAnnotationError,
-                ReparameterizationError, UnsafeCheckpointError) as e:
+        except (ConfigSyntaxError, DatasetNotFoundError,
+                MalformedAnnotationError, ReparameterizationError,
+                UnsafeCheckpointError) as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(1) from None
     except BaseException as e:
