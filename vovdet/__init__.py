@@ -15,7 +15,7 @@ from .utils.mmcv_ops import configure_mmcv_ops
 # before `models` imports mmdet, which imports mmcv.ops
 configure_mmcv_ops()
 
-from . import datasets, models, utils  # noqa: E402,F401
+from . import datasets, engine, models, utils  # noqa: E402,F401
 from .utils import install_safe_checkpoint_loader  # noqa: E402
 from .version import __version__  # noqa: E402
 

@@ -14,6 +14,9 @@ default_hooks = dict(
         max_keep_ckpts=3,
         backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # vovdet.engine: stop at the first NaN/inf loss, before a checkpoint of
+    # the broken weights can be written.
+    finite_loss=dict(type='FiniteLossHook'),
     visualization=dict(type='DetVisualizationHook'))
 
 env_cfg = dict(

@@ -347,3 +347,42 @@ def test_config_syntax_error_names_the_file_and_line(tmp_path):
     assert 'Traceback' not in proc.stderr and '<unknown>' not in proc.stderr
     assert f'config file {bad}, line 2' in proc.stderr
     assert "'(' was never closed" in proc.stderr
+
+
+def test_non_finite_loss_stops_training_before_a_checkpoint(tmp_path,
+                                                            shapes_root):
+    # lr 1e30 trained on with exit 0 and wrote all-NaN checkpoints
+    good = tiny_config(tmp_path, shapes_root, 2)
+    work = tmp_path / 'w'
+    run_tool(['tools/train.py', good, '--work-dir', str(work)])
+    saved = (work / 'iter_2.pth').read_bytes()
+    bad = tiny_config(tmp_path, shapes_root, 4,
+                      extra={'optim_wrapper.optimizer.lr': 1e30})
+    proc = run_tool(['tools/train.py', bad, '--work-dir', str(work)],
+                    check=False)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    assert 'non-finite training loss at iteration' in proc.stderr
+    assert 'loss_rpn_cls=' in proc.stderr and 'loss_mask=' in proc.stderr
+    assert 'optim_wrapper.optimizer.lr' in proc.stderr
+    # the good run's checkpoint is untouched, no broken one was written
+    assert (work / 'iter_2.pth').read_bytes() == saved
+    assert not (work / 'iter_4.pth').exists()
+
+
+def test_finite_loss_hook_refuses_a_non_finite_checkpoint():
+    from types import SimpleNamespace
+
+    from vovdet.engine import FiniteLossHook, NonFiniteLossError
+    hook = FiniteLossHook()
+    runner = SimpleNamespace(iter=7)
+    hook.before_save_checkpoint(
+        runner, dict(state_dict={'w': torch.ones(2)}))
+    with pytest.raises(NonFiniteLossError, match='backbone.w'):
+        hook.before_save_checkpoint(
+            runner,
+            dict(state_dict={'backbone.w': torch.tensor([1., float('nan')])}))
+    hook.after_train_iter(runner, 0, outputs=dict(loss=torch.tensor(1.)))
+    with pytest.raises(NonFiniteLossError, match='iteration 8: loss=inf'):
+        hook.after_train_iter(runner, 0,
+                              outputs=dict(loss=torch.tensor(float('inf'))))

@@ -170,6 +170,7 @@ def run_cli(main: Callable[[], Any],
             :func:`vovdet.utils.end_distributed_process`.
     """
     from vovdet.apis.reparameterize import ReparameterizationError
+    from vovdet.engine import NonFiniteLossError
     from vovdet.utils import (DatasetNotFoundError, MalformedAnnotationError,
                               UnsafeCheckpointError, end_distributed_process,
                               shutdown_distributed)
@@ -178,8 +179,8 @@ def run_cli(main: Callable[[], Any],
         try:
             main()
         except (ConfigSyntaxError, DatasetNotFoundError,
-                MalformedAnnotationError, ReparameterizationError,
-                UnsafeCheckpointError) as e:
+                MalformedAnnotationError, NonFiniteLossError,
+                ReparameterizationError, UnsafeCheckpointError) as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(1) from None
     except BaseException as e:
