@@ -386,3 +386,33 @@ def test_finite_loss_hook_refuses_a_non_finite_checkpoint():
     with pytest.raises(NonFiniteLossError, match='iteration 8: loss=inf'):
         hook.after_train_iter(runner, 0,
                               outputs=dict(loss=torch.tensor(float('inf'))))
+
+
+@pytest.mark.parametrize('damage,message', [
+    (lambda xml: xml.replace('<xmin>', '<xmin>1O', 1),
+     "<xmin> is '1O"),
+    (lambda xml: xml[:len(xml) // 2], 'is not valid XML'),
+])
+def test_voc_xml_errors_name_the_file(tmp_path, shapes_root, damage,
+                                      message):
+    import glob
+    import shutil
+    root = str(tmp_path / 'shapes')
+    shutil.copytree(shapes_root, root)
+    xml = sorted(glob.glob(osp.join(root, 'VOC2007', 'Annotations',
+                                    '*.xml')))[0]
+    with open(xml) as f:
+        text = f.read()
+    with open(xml, 'w') as f:
+        f.write(damage(text))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs',
+                                   'vovnet19slim_refinedet192_shapes.py'))
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = root + '/'
+    path = str(tmp_path / 'voc.py')
+    cfg.dump(path)
+    proc = run_tool(['tools/train.py', path, '--work-dir',
+                     str(tmp_path / 'w')], check=False)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    assert osp.basename(xml) in proc.stderr and message in proc.stderr

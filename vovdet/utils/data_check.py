@@ -71,6 +71,44 @@ def _check_coco_json(path: str) -> None:
             f"key(s) {', '.join(missing)}")
 
 
+def _check_voc_xml(ds: ConfigDict, ann_file: str) -> None:
+    """Parse every VOC XML the image list names, as mmdet's loader will,
+    naming the file on an error (mmdet raises a bare ``ParseError`` or
+    ``ValueError`` mid-load)."""
+    import xml.etree.ElementTree as ET
+
+    root = ds.get('data_root', '') or ''
+    sub_root = _join(root, (ds.get('data_prefix') or {}).get(
+        'sub_data_root', ''))
+    ann_dir = osp.join(sub_root, ds.get('ann_subdir', 'Annotations'))
+    with open(ann_file, encoding='utf-8') as f:
+        img_ids = [line.strip() for line in f if line.strip()]
+    for img_id in img_ids:
+        xml_path = osp.join(ann_dir, f'{img_id}.xml')
+        if not osp.isfile(xml_path):
+            raise DatasetNotFoundError(
+                f"annotation '{xml_path}' not found: '{ann_file}' lists image "
+                f"'{img_id}'; add the XML or remove the id from the list")
+        try:
+            tree = ET.parse(xml_path)
+        except ET.ParseError as e:
+            raise MalformedAnnotationError(
+                f"annotation file '{xml_path}' is not valid XML ({e}); fix "
+                'or regenerate it') from None
+        for index, obj in enumerate(tree.findall('object')):
+            box = obj.find('bndbox')
+            for key in ('xmin', 'ymin', 'xmax', 'ymax'):
+                node = None if box is None else box.find(key)
+                text = None if node is None else node.text
+                try:
+                    float(text)
+                except (TypeError, ValueError):
+                    raise MalformedAnnotationError(
+                        f"annotation file '{xml_path}', object {index} "
+                        f"({obj.findtext('name')}): <{key}> is {text!r}, "
+                        'not a number') from None
+
+
 def check_dataset_files(cfg: Config,
                         splits=('train', 'val', 'test')) -> None:
     """Check that every dataset the config will read exists on disk.
@@ -83,7 +121,8 @@ def check_dataset_files(cfg: Config,
         DatasetNotFoundError: A file or folder is missing; the message names
             it, the config key holding it and how to point elsewhere.
         MalformedAnnotationError: A COCO annotation file is not valid COCO
-            JSON; the message names the file.
+            JSON, or a VOC XML is not valid XML or has a box coordinate that
+            is not a number; the message names the file (and the object).
     """
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
@@ -106,3 +145,6 @@ def check_dataset_files(cfg: Config,
                         'test_evaluator.ann_file for COCO metrics).')
                 if kind == 'annotation file' and path.endswith('.json'):
                     _check_coco_json(path)
+                elif (kind == 'annotation file' and path.endswith('.txt')
+                      and 'sub_data_root' in (ds.get('data_prefix') or {})):
+                    _check_voc_xml(ds, path)
