@@ -250,6 +250,16 @@ def test_corrupt_image_names_the_file(tmp_path, shapes_root):
     with pytest.raises(Exception) as err:
         load(dict(img_path=osp.join(root, first)))
     assert first.split('/')[-1] in str(err.value)
+    # ... and training refuses to start, listing it with a missing one
+    with open(osp.join(root, 'annotations', 'instances_train.json')) as f:
+        missing = json.load(f)['images'][1]['file_name']
+    os.remove(osp.join(root, missing))
+    proc = run_tool(['tools/train.py', tiny_config(tmp_path, root, 2),
+                     '--work-dir', str(tmp_path / 'w')], check=False)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert f"{missing}': missing" in proc.stderr
+    assert 'train images listed' in proc.stderr
+    assert not (tmp_path / 'w' / 'iter_2.pth').exists()
 
 
 def run_dist(script, args, port):

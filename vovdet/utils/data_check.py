@@ -109,6 +109,74 @@ def _check_voc_xml(ds: ConfigDict, ann_file: str) -> None:
                         'not a number') from None
 
 
+# The first bytes of the image formats OpenCV/PIL read here.
+_IMAGE_MAGIC = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'BM', b'GIF8',
+                b'II*\x00', b'MM\x00*', b'RIFF')
+
+
+def _image_problem(path: str) -> str:
+    """Why ``path`` cannot be an image ('' when it looks like one)."""
+    if not osp.isfile(path):
+        return 'missing'
+    with open(path, 'rb') as f:
+        head = f.read(12)
+    if not head:
+        return 'empty'
+    if not head.startswith(_IMAGE_MAGIC):
+        return 'not an image (unknown header)'
+    return ''
+
+
+def _image_paths(ds: ConfigDict, ann_file: str) -> List[str]:
+    """The image files a COCO- or VOC-style dataset config will read."""
+    root = ds.get('data_root', '') or ''
+    prefix = ds.get('data_prefix', {}) or {}
+    if ann_file.endswith('.json'):
+        with open(ann_file, encoding='utf-8') as f:
+            images = json.load(f).get('images', [])
+        folder = _join(root, prefix.get('img', ''))
+        return [osp.join(folder, im['file_name']) for im in images
+                if isinstance(im, dict) and 'file_name' in im]
+    if 'sub_data_root' in prefix:
+        folder = osp.join(_join(root, prefix['sub_data_root']),
+                          ds.get('img_subdir', 'JPEGImages'))
+        with open(ann_file, encoding='utf-8') as f:
+            return [osp.join(folder, f'{line.strip()}.jpg') for line in f
+                    if line.strip()]
+    return []
+
+
+def check_images(cfg: Config, splits=('train', 'val', 'test')) -> None:
+    """Check that every image the datasets list exists and starts like an
+    image file, so a bad one fails before training instead of at the
+    iteration that reads it.
+
+    Raises:
+        MalformedAnnotationError: Missing, empty or non-image files; the
+            message gives their count and the first ten with the reason.
+    """
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader or 'dataset' not in loader:
+            continue
+        for ds in _iter_datasets(loader.dataset):
+            ann_file = _join(ds.get('data_root', '') or '',
+                             ds.get('ann_file', ''))
+            if not ann_file or '://' in str(ann_file) or not osp.isfile(
+                    ann_file):
+                continue
+            paths = _image_paths(ds, ann_file)
+            bad = [(p, why) for p in paths for why in [_image_problem(p)]
+                   if why]
+            if bad:
+                listed = '; '.join(f"'{p}': {why}" for p, why in bad[:10])
+                raise MalformedAnnotationError(
+                    f'{len(bad)} of the {len(paths)} {split} images listed '
+                    f"in '{ann_file}' cannot be read: {listed}"
+                    f"{' ...' if len(bad) > 10 else ''}. Restore the files "
+                    'or remove them from the annotation file')
+
+
 def check_dataset_files(cfg: Config,
                         splits=('train', 'val', 'test')) -> None:
     """Check that every dataset the config will read exists on disk.
@@ -148,3 +216,4 @@ def check_dataset_files(cfg: Config,
                 elif (kind == 'annotation file' and path.endswith('.txt')
                       and 'sub_data_root' in (ds.get('data_prefix') or {})):
                     _check_voc_xml(ds, path)
+    check_images(cfg, splits)
