@@ -258,7 +258,7 @@ def test_corrupt_image_names_the_file(tmp_path, shapes_root):
                      '--work-dir', str(tmp_path / 'w')], check=False)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert f"{missing}': missing" in proc.stderr
-    assert 'train images listed' in proc.stderr
+    assert '1 of the 8 train images listed' in proc.stderr
     assert not (tmp_path / 'w' / 'iter_2.pth').exists()
 
 

@@ -134,7 +134,8 @@ def _image_paths(ds: ConfigDict, ann_file: str) -> List[str]:
     if ann_file.endswith('.json'):
         with open(ann_file, encoding='utf-8') as f:
             images = json.load(f).get('images', [])
-        folder = _join(root, prefix.get('img', ''))
+        img = prefix.get('img') or ''
+        folder = _join(root, img) if img else root
         return [osp.join(folder, im['file_name']) for im in images
                 if isinstance(im, dict) and 'file_name' in im]
     if 'sub_data_root' in prefix:
