@@ -152,9 +152,9 @@ def parse(parser: argparse.ArgumentParser,
 def run_cli(main: Callable[[], Any],
             end_process: Optional[Callable[[int], None]] = None) -> None:
     """Run a tool's ``main`` and turn expected user errors (config syntax
-    errors, missing data, malformed annotations, unsafe checkpoints, models
-    that cannot be re-parameterised) into a one-line message and exit status 1 instead of a
-    traceback.
+    errors, missing data, malformed annotations, non-finite losses, unsafe
+    checkpoints, models that cannot be re-parameterised) into a one-line
+    message and exit status 1 instead of a traceback.
 
     A distributed run then destroys its process group and ends through
     ``end_process`` with the exit status it would have had (0, 1 after an

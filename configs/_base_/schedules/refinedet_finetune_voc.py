@@ -3,8 +3,9 @@
 # from VoVNet39_ImageNet_Pretrained.caffemodel): batch 32, SGD lr 1e-3,
 # momentum 0.9, weight decay 5e-4, x0.1 at 80k and 100k iterations, stop at
 # 120k. No warm-up, as the Caffe solver. For ImageNet-initialised backbones
-# only (the *_imagenet configs); from scratch use refinedet_scratch_voc.py. Iteration-based: the configs set
-# by_epoch=False on the checkpoint hook and the log processor.
+# only (the *_imagenet configs); from scratch use refinedet_scratch_voc.py.
+# Iteration-based: the configs set by_epoch=False on the checkpoint hook and
+# the log processor.
 max_iters = 120000
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10000)
