@@ -11,9 +11,9 @@ box offsets relative to the *refined* anchor (two-step cascaded regression).
 Refined anchors the ARM is sure are background (background probability
 above ``neg_anchor_filter_thr`` = 0.99) are left out of the ODM's negatives
 in training and out of its detections at test time (negative anchor
-filtering). Both modules use SSD's
-MultiBox loss: softmax cross-entropy with hard negative mining (3 negatives
-per positive) + smooth L1, normalised by the number of positives.
+filtering). Both modules use SSD's MultiBox loss: softmax cross-entropy
+with hard negative mining (3 negatives per positive) + smooth L1, normalised
+by the number of positives.
 
 Anchors, assigners, the sampler, the box coder, the losses and the NMS are
 mmdet's.
@@ -104,9 +104,10 @@ class RefineDetHead(BaseDenseHead):
         neg_anchor_filter_thr (float): Refined anchors whose ARM background
             probability is above it are ignored by the ODM. Defaults to 0.99
             (the official ``objectness_score: 0.01``).
-        train_cfg (dict, optional): ``arm_assigner`` (IoU 0.7/0.3 in
-            VoVNet-RefineDet), ``odm_assigner`` (0.5/0.5), ``sampler``
-            (mmdet ``PseudoSampler``) and ``neg_pos_ratio`` (3).
+        train_cfg (dict, optional): ``arm_assigner`` (IoU 0.5/0.5 in
+            VoVNet-RefineDet's COCO scripts, 0.7/0.3 in its VOC ones),
+            ``odm_assigner`` (0.5/0.5), ``sampler`` (mmdet
+            ``PseudoSampler``) and ``neg_pos_ratio`` (3).
         test_cfg (dict, optional): ``nms_pre`` (candidates kept *per
             class* before NMS, Caffe's ``top_k``), ``score_thr``, ``nms``,
             ``min_bbox_size``, ``max_per_img`` (Caffe's ``keep_top_k``).
