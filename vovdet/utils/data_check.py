@@ -52,7 +52,8 @@ def _expected_paths(ds: ConfigDict) -> List[Tuple[str, str]]:
     return paths
 
 
-def _check_coco_json(path: str) -> None:
+def _check_coco_json(path: str) -> List[str]:
+    """Check a COCO annotation file; return its images' ``file_name`` s."""
     try:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
@@ -69,12 +70,14 @@ def _check_coco_json(path: str) -> None:
         raise MalformedAnnotationError(
             f"annotation file '{path}' is not in COCO format: missing "
             f"key(s) {', '.join(missing)}")
+    return [im['file_name'] for im in data['images']
+            if isinstance(im, dict) and 'file_name' in im]
 
 
-def _check_voc_xml(ds: ConfigDict, ann_file: str) -> None:
+def _check_voc_xml(ds: ConfigDict, ann_file: str) -> List[str]:
     """Parse every VOC XML the image list names, as mmdet's loader will,
     naming the file on an error (mmdet raises a bare ``ParseError`` or
-    ``ValueError`` mid-load)."""
+    ``ValueError`` mid-load); return the image ids."""
     import xml.etree.ElementTree as ET
 
     root = ds.get('data_root', '') or ''
@@ -107,6 +110,7 @@ def _check_voc_xml(ds: ConfigDict, ann_file: str) -> None:
                         f"annotation file '{xml_path}', object {index} "
                         f"({obj.findtext('name')}): <{key}> is {text!r}, "
                         'not a number') from None
+    return img_ids
 
 
 # The first bytes of the image formats OpenCV/PIL read here.
@@ -127,55 +131,23 @@ def _image_problem(path: str) -> str:
     return ''
 
 
-def _image_paths(ds: ConfigDict, ann_file: str) -> List[str]:
-    """The image files a COCO- or VOC-style dataset config will read."""
-    root = ds.get('data_root', '') or ''
-    prefix = ds.get('data_prefix', {}) or {}
-    if ann_file.endswith('.json'):
-        with open(ann_file, encoding='utf-8') as f:
-            images = json.load(f).get('images', [])
-        img = prefix.get('img') or ''
-        folder = _join(root, img) if img else root
-        return [osp.join(folder, im['file_name']) for im in images
-                if isinstance(im, dict) and 'file_name' in im]
-    if 'sub_data_root' in prefix:
-        folder = osp.join(_join(root, prefix['sub_data_root']),
-                          ds.get('img_subdir', 'JPEGImages'))
-        with open(ann_file, encoding='utf-8') as f:
-            return [osp.join(folder, f'{line.strip()}.jpg') for line in f
-                    if line.strip()]
-    return []
-
-
-def check_images(cfg: Config, splits=('train', 'val', 'test')) -> None:
-    """Check that every image the datasets list exists and starts like an
-    image file, so a bad one fails before training instead of at the
-    iteration that reads it.
+def _check_images(split: str, ann_file: str, paths: List[str]) -> None:
+    """Check that every image an annotation file lists exists and starts
+    like an image file, so a bad one fails before training instead of at
+    the iteration that reads it.
 
     Raises:
         MalformedAnnotationError: Missing, empty or non-image files; the
             message gives their count and the first ten with the reason.
     """
-    for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not loader or 'dataset' not in loader:
-            continue
-        for ds in _iter_datasets(loader.dataset):
-            ann_file = _join(ds.get('data_root', '') or '',
-                             ds.get('ann_file', ''))
-            if not ann_file or '://' in str(ann_file) or not osp.isfile(
-                    ann_file):
-                continue
-            paths = _image_paths(ds, ann_file)
-            bad = [(p, why) for p in paths for why in [_image_problem(p)]
-                   if why]
-            if bad:
-                listed = '; '.join(f"'{p}': {why}" for p, why in bad[:10])
-                raise MalformedAnnotationError(
-                    f'{len(bad)} of the {len(paths)} {split} images listed '
-                    f"in '{ann_file}' cannot be read: {listed}"
-                    f"{' ...' if len(bad) > 10 else ''}. Restore the files "
-                    'or remove them from the annotation file')
+    bad = [(p, why) for p in paths for why in [_image_problem(p)] if why]
+    if bad:
+        listed = '; '.join(f"'{p}': {why}" for p, why in bad[:10])
+        raise MalformedAnnotationError(
+            f'{len(bad)} of the {len(paths)} {split} images listed in '
+            f"'{ann_file}' cannot be read: {listed}"
+            f"{' ...' if len(bad) > 10 else ''}. Restore the files or "
+            'remove them from the annotation file')
 
 
 def check_dataset_files(cfg: Config,
@@ -190,8 +162,9 @@ def check_dataset_files(cfg: Config,
         DatasetNotFoundError: A file or folder is missing; the message names
             it, the config key holding it and how to point elsewhere.
         MalformedAnnotationError: A COCO annotation file is not valid COCO
-            JSON, or a VOC XML is not valid XML or has a box coordinate that
-            is not a number; the message names the file (and the object).
+            JSON, a VOC XML is not valid XML or has a box coordinate that
+            is not a number, or listed images are missing or not images; the
+            message names the files (and the object).
     """
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
@@ -212,9 +185,27 @@ def check_dataset_files(cfg: Config,
                         f'{split}_dataloader.dataset.data_root=/path/to/'
                         'data/ (and val_evaluator.ann_file/'
                         'test_evaluator.ann_file for COCO metrics).')
-                if kind == 'annotation file' and path.endswith('.json'):
-                    _check_coco_json(path)
-                elif (kind == 'annotation file' and path.endswith('.txt')
-                      and 'sub_data_root' in (ds.get('data_prefix') or {})):
-                    _check_voc_xml(ds, path)
-    check_images(cfg, splits)
+            _check_annotations(split, ds)
+
+
+def _check_annotations(split: str, ds: ConfigDict) -> None:
+    """Read a dataset's annotation file once: its COCO JSON or VOC XMLs,
+    then the images it lists."""
+    root = ds.get('data_root', '') or ''
+    prefix = ds.get('data_prefix', {}) or {}
+    ann_file = _join(root, ds.get('ann_file', ''))
+    if not ann_file or '://' in str(ann_file):
+        return
+    if ann_file.endswith('.json'):
+        img = prefix.get('img') or ''
+        folder = _join(root, img) if img else root
+        images = [osp.join(folder, name)
+                  for name in _check_coco_json(ann_file)]
+    elif ann_file.endswith('.txt') and 'sub_data_root' in prefix:
+        folder = osp.join(_join(root, prefix['sub_data_root']),
+                          ds.get('img_subdir', 'JPEGImages'))
+        images = [osp.join(folder, f'{img_id}.jpg')
+                  for img_id in _check_voc_xml(ds, ann_file)]
+    else:
+        return
+    _check_images(split, ann_file, images)
