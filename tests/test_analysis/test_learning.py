@@ -139,7 +139,7 @@ def test_main_requires_a_config_without_a_default():
 def fake_run(config, seed, ap, loss):
     return dict(config=config, seed=seed, iters=10, batch_size=2,
                 losses={'loss': (9.0, loss)},
-                curve=[(5, loss + 1), (10, loss)],
+                curves={'loss': [(5, loss + 1), (10, loss)]},
                 ap50={'voc_11points/AP50': ap}, minutes=1.0)
 
 
@@ -164,7 +164,7 @@ def test_summary_gives_mean_and_sample_std_per_config(tmp_path):
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     # any logged loss term, with reference lines
     for r in runs:
-        r['curves'] = {'loss_cls': [(5, 1.0), (10, 0.5)]}
+        r['curves']['loss_cls'] = [(5, 1.0), (10, 0.5)]
     path = tmp_path / 'cls.png'
     plot_curves(runs, str(path), keys=('loss_cls', ),
                 references={'constant guess': 0.7})

@@ -143,8 +143,7 @@ def run_learning_benchmark(config: str,
 
     Returns:
         dict: ``config``, ``seed``, ``iters``, ``batch_size``, ``losses``
-        (``{name: (first, last)}`` logged values), ``curve`` (the logged
-        total loss, ``[(iteration, value), ...]``), ``curves`` (every logged
+        (``{name: (first, last)}`` logged values), ``curves`` (every logged
         loss term, ``{name: [(iteration, value), ...]}``), ``ap50`` (``{metric
         name: AP at IoU 0.5 in percent}``) and ``minutes``.
     """
@@ -188,7 +187,6 @@ def run_learning_benchmark(config: str,
         batch_size=cfg.train_dataloader.batch_size,
         losses={key: (points[0][1], points[-1][1])
                 for key, points in curves.items()},
-        curve=curves['loss'],
         curves=curves,
         ap50=ap50,
         minutes=(time.time() - start) / 60)
@@ -337,10 +335,7 @@ def plot_curves(results: Sequence[Dict],
     for config, runs in groups.items():
         label = osp.splitext(osp.basename(config))[0]
         for key in keys:
-            series = [
-                r['curve'] if key == 'loss' and 'curves' not in r else
-                r.get('curves', {}).get(key, []) for r in runs
-            ]
+            series = [r['curves'].get(key, []) for r in runs]
             common = sorted(set.intersection(*[{i for i, _ in c}
                                                for c in series]))
             if not common:
