@@ -33,6 +33,7 @@ if "$PY" - "$ROOT" <<'PYEOF' >/dev/null 2>&1
 import sys, importlib.metadata as md
 import torch, mmcv, mmcv.ops, mmengine, mmdet, pycocotools, vovdet  # noqa: F401
 import seaborn, psutil  # noqa: F401  (mmdet's analysis tools)
+import mim  # noqa: F401  (openmim: mim search vovdet)
 assert md.version('mmcv') == '2.1.0' and md.version('mmengine') == '0.10.7'
 assert md.version('mmdet') == '3.3.0'
 import os
@@ -61,5 +62,12 @@ fi
 # seaborn and psutil: mmdet's analyze_logs.py and benchmark.py import them
 "${PIP[@]}" mmengine==0.10.7 mmdet==3.3.0 pycocotools pytest matplotlib \
     seaborn psutil
+# openmim (`mim search vovdet`, docs/model_zoo.md) without its declared
+# dependency opendatalab: mim never imports it, and its openxlab pins
+# setuptools==60.2.0, requests, rich and tqdm down, breaking torch's
+# setuptools>=77. These are the packages mim imports.
+"${PIP[@]}" --no-deps openmim==0.3.9
+"${PIP[@]}" --no-warn-conflicts click colorama model-index pandas requests \
+    rich tabulate
 "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
 log "environment ready ($VENV)"
