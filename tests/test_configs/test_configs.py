@@ -55,7 +55,11 @@ def test_all_configs_found():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
 def test_config_builds_and_runs_forward(path):
+    from vovdet.utils.model_index import find_model
     _, model = build_detector(path)
+    # the figure of the model index (configs/<family>/metafile.yml)
+    meta = find_model(osp.basename(path)[:-3])['Metadata']
+    assert sum(p.numel() for p in model.parameters()) == meta['Parameters']
     model.eval()
     data = fake_batch(model)
     with torch.no_grad():
