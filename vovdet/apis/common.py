@@ -9,6 +9,8 @@ from typing import Any, Callable, List, Optional
 
 from mmengine.config import Config, DictAction
 
+from vovdet.utils import check_top_level_overrides, inherited_top_level_keys
+
 
 class CfgOptionsAction(DictAction):
     """mmengine's ``DictAction`` for ``--cfg-options``, refusing an entry
@@ -80,15 +82,23 @@ def load_config(config: str, args: argparse.Namespace) -> Config:
     Returns:
         Config: The config with ``launcher``, ``--cfg-options`` and
         ``work_dir`` applied.
+
+    Raises:
+        ConfigOverrideError: The file (if it inherits) or ``--cfg-options``
+            sets a top-level ``data_root``, ``metainfo`` or ``num_classes``
+            that does not reach the datasets or the model
+            (:mod:`vovdet.utils.config_check`).
     """
     if not osp.isfile(config):
         raise FileNotFoundError(f"config file '{config}' does not exist")
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     check_config_syntax(config)
     cfg = Config.fromfile(config)
+    check_top_level_overrides(cfg, inherited_top_level_keys(config), config)
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+        check_top_level_overrides(cfg, args.cfg_options, '--cfg-options')
     drop_idle_persistent_workers(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -152,9 +162,10 @@ def parse(parser: argparse.ArgumentParser,
 def run_cli(main: Callable[[], Any],
             end_process: Optional[Callable[[int], None]] = None) -> None:
     """Run a tool's ``main`` and turn expected user errors (config syntax
-    errors, missing data, malformed annotations, non-finite losses, unsafe
-    checkpoints, models that cannot be re-parameterised) into a one-line
-    message and exit status 1 instead of a traceback.
+    errors, top-level config values a child set without effect, missing
+    data, malformed annotations, non-finite losses, unsafe checkpoints,
+    models that cannot be re-parameterised) into an ``error: ...`` message
+    and exit status 1 instead of a traceback.
 
     A distributed run then destroys its process group and ends through
     ``end_process`` with the exit status it would have had (0, 1 after an
@@ -171,14 +182,14 @@ def run_cli(main: Callable[[], Any],
     """
     from vovdet.apis.reparameterize import ReparameterizationError
     from vovdet.engine import NonFiniteLossError
-    from vovdet.utils import (DatasetNotFoundError, MalformedAnnotationError,
-                              UnsafeCheckpointError, end_distributed_process,
-                              shutdown_distributed)
+    from vovdet.utils import (ConfigOverrideError, DatasetNotFoundError,
+                              MalformedAnnotationError, UnsafeCheckpointError,
+                              end_distributed_process, shutdown_distributed)
     end_process = end_process or end_distributed_process
     try:
         try:
             main()
-        except (ConfigSyntaxError, DatasetNotFoundError,
+        except (ConfigOverrideError, ConfigSyntaxError, DatasetNotFoundError,
                 MalformedAnnotationError, NonFiniteLossError,
                 ReparameterizationError, UnsafeCheckpointError) as e:
             print(f'error: {e}', file=sys.stderr)

@@ -1,5 +1,7 @@
 from .checkpoint import (UnsafeCheckpointError, install_safe_checkpoint_loader,
                          register_safe_globals, safe_load_checkpoint)
+from .config_check import (ConfigOverrideError, check_top_level_overrides,
+                           inherited_top_level_keys)
 from .data_check import (DatasetNotFoundError, MalformedAnnotationError,
                          check_dataset_files)
 from .dist import (adapt_dist_cfg_for_device, end_distributed_process,
@@ -7,6 +9,8 @@ from .dist import (adapt_dist_cfg_for_device, end_distributed_process,
 from .fileio import AtomicLocalBackend, atomic_write
 
 __all__ = [
+    'ConfigOverrideError', 'check_top_level_overrides',
+    'inherited_top_level_keys',
     'UnsafeCheckpointError', 'install_safe_checkpoint_loader',
     'register_safe_globals', 'safe_load_checkpoint', 'DatasetNotFoundError',
     'MalformedAnnotationError',
