@@ -163,9 +163,9 @@ def run_cli(main: Callable[[], Any],
             end_process: Optional[Callable[[int], None]] = None) -> None:
     """Run a tool's ``main`` and turn expected user errors (config syntax
     errors, top-level config values a child set without effect, missing
-    data, malformed annotations, non-finite losses, unsafe checkpoints,
-    models that cannot be re-parameterised) into an ``error: ...`` message
-    and exit status 1 instead of a traceback.
+    data or inference inputs, malformed annotations, non-finite losses,
+    unsafe checkpoints, models that cannot be re-parameterised) into an
+    ``error: ...`` message and exit status 1 instead of a traceback.
 
     A distributed run then destroys its process group and ends through
     ``end_process`` with the exit status it would have had (0, 1 after an
@@ -180,6 +180,7 @@ def run_cli(main: Callable[[], Any],
             exit status. Defaults to
             :func:`vovdet.utils.end_distributed_process`.
     """
+    from vovdet.apis.infer import InferenceInputError
     from vovdet.apis.reparameterize import ReparameterizationError
     from vovdet.engine import NonFiniteLossError
     from vovdet.utils import (ConfigOverrideError, DatasetNotFoundError,
@@ -190,8 +191,9 @@ def run_cli(main: Callable[[], Any],
         try:
             main()
         except (ConfigOverrideError, ConfigSyntaxError, DatasetNotFoundError,
-                MalformedAnnotationError, NonFiniteLossError,
-                ReparameterizationError, UnsafeCheckpointError) as e:
+                InferenceInputError, MalformedAnnotationError,
+                NonFiniteLossError, ReparameterizationError,
+                UnsafeCheckpointError) as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(1) from None
     except BaseException as e:
