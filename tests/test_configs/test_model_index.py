@@ -4,6 +4,7 @@ resolves 'vovdet::' config paths, and openmim's `mim search` lists them,
 all through vovdet/.mim."""
 import glob
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -128,3 +129,19 @@ def test_mim_search_lists_the_models():
 def test_unknown_model_name_lists_close_names(name):
     with pytest.raises(ValueError, match='model index'):
         find_model(name)
+
+
+def test_model_zoo_tables_agree_with_the_metafiles():
+    with open(osp.join(ROOT, 'docs', 'model_zoo.md'), encoding='utf-8') as f:
+        rows = re.findall(r'^\| `(\w+)` \| [^|]+ \| ([\d.]+) \| ([\d.]+) \| '
+                          r'(\d+x\d+) \| ([^|]+) \|', f.read(), re.M)
+    assert len(rows) == len(CONFIG_NAMES)
+    for name, params, gflops, size, metric in rows:
+        model = find_model(name)
+        meta = model['Metadata']
+        assert params == f"{meta['Parameters'] / 1e6:.2f}", name
+        assert gflops == f"{meta['FLOPs'] / 1e9:.2f}", name
+        assert f'3x{size}' == meta['FLOPs Input'], name
+        values = [v for r in model.get('Results', [])
+                  for v in r['Metrics'].values()]
+        assert re.findall(r'\d+\.\d', metric) == [str(v) for v in values]
