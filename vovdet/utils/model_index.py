@@ -8,6 +8,7 @@ checkout's), the layout mmengine and openmim read:
 ``DetInferencer(model=NAME, scope='vovdet')``, ``'vovdet::_base_/...'`` and
 ``mim search vovdet``.
 """
+import difflib
 import os.path as osp
 from typing import Dict, List
 
@@ -52,7 +53,6 @@ def find_model(name: str) -> Dict:
     Raises:
         ValueError: No such model; the message lists the closest names.
     """
-    import difflib
     models = {m['Name'].lower(): m for m in load_model_index()}
     if name.lower() in models:
         return models[name.lower()]
