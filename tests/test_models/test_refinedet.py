@@ -243,6 +243,19 @@ def test_odm_decodes_from_refined_anchors():
     torch.testing.assert_close(box, torch.tensor([[6.4, 0., 38.4, 32.]]))
 
 
+def test_without_cascade_the_odm_uses_the_original_anchors():
+    # RefineDet paper, Table 3: "two-step cascaded regression" ablated; the
+    # ARM still filters (background probability 0.995 > 0.99 drops anchor 1)
+    head = small_head(cascade=False)
+    anchors = torch.tensor([[0., 0., 32., 32.], [8., 8., 40., 40.]])
+    arm_cls = torch.tensor([[[0., 0.], [0., 5.3]]])
+    refined, keep = head.refine_anchors(anchors, arm_cls,
+                                        torch.ones(1, 2, 4))
+    torch.testing.assert_close(refined, anchors[None])
+    assert keep.tolist() == [[True, False]]
+    assert small_head().cascade
+
+
 # --- negative anchor filtering ---------------------------------------------
 
 def test_negative_filtering_removes_anchors_at_test_time():

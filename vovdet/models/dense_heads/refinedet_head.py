@@ -104,6 +104,11 @@ class RefineDetHead(BaseDenseHead):
         neg_anchor_filter_thr (float): Refined anchors whose ARM background
             probability is above it are ignored by the ODM. Defaults to 0.99
             (the official ``objectness_score: 0.01``).
+        cascade (bool): Two-step cascaded regression: the ODM matches and
+            decodes from the ARM-refined anchors. False is the ablation of
+            the paper's Table 3 ("two-step cascaded regression" off): the
+            ODM uses the original anchors, while the ARM still trains and
+            filters negatives. Defaults to True.
         train_cfg (dict, optional): ``arm_assigner`` (IoU 0.5/0.5 in
             VoVNet-RefineDet's COCO scripts, 0.7/0.3 in its VOC ones),
             ``odm_assigner`` (0.5/0.5), ``sampler`` (mmdet
@@ -139,6 +144,7 @@ class RefineDetHead(BaseDenseHead):
         loss_bbox: ConfigType = dict(
             type='SmoothL1Loss', beta=1.0, loss_weight=1.0),
         neg_anchor_filter_thr: float = 0.99,
+        cascade: bool = True,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         init_cfg: MultiConfig = dict(
@@ -169,6 +175,7 @@ class RefineDetHead(BaseDenseHead):
         self.norm_cfg = norm_cfg
         self.pred_norm_cfg = pred_norm_cfg
         self.neg_anchor_filter_thr = neg_anchor_filter_thr
+        self.cascade = cascade
         self.num_base_priors = self.prior_generator.num_base_priors
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
         self.loss_cls = MODELS.build(loss_cls)
@@ -286,17 +293,21 @@ class RefineDetHead(BaseDenseHead):
 
         Returns:
             tuple[Tensor, Tensor]: Refined anchors ``(B, N, 4)`` (detached:
-            the ODM's targets do not back-propagate into the ARM) and a
-            bool ``(B, N)`` mask of the anchors the ODM keeps (background
+            the ODM's targets do not back-propagate into the ARM; the
+            original anchors when ``cascade`` is False) and a bool
+            ``(B, N)`` mask of the anchors the ODM keeps (background
             probability <= ``neg_anchor_filter_thr``).
         """
         num_imgs, num_anchors = arm_deltas.shape[:2]
+        bg_prob = arm_cls.detach().softmax(-1)[..., 1]
+        keep = bg_prob <= self.neg_anchor_filter_thr
+        if not self.cascade:
+            return anchors.expand(num_imgs, -1, -1), keep
         refined = self.bbox_coder.decode(
             anchors.repeat(num_imgs, 1),
             arm_deltas.detach().reshape(-1, 4)).reshape(
                 num_imgs, num_anchors, 4)
-        bg_prob = arm_cls.detach().softmax(-1)[..., 1]
-        return refined, bg_prob <= self.neg_anchor_filter_thr
+        return refined, keep
 
     def get_targets(self,
                     priors: Tensor,
