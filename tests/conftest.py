@@ -1,6 +1,7 @@
 import os
 import socket
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -40,3 +41,24 @@ def shapes_root(tmp_path_factory):
 
 
 sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory, shapes_root):
+    """One real ``tools/train.py`` run of the demo config shrunk to two
+    iterations (batch 2, 96 px, checkpoint and validation at iteration 2),
+    shared by the tests that need a trained work dir or checkpoint. Tests
+    that change the work dir copy it first.
+
+    Returns:
+        SimpleNamespace: ``config``, ``work_dir``, ``checkpoint``
+        (``iter_2.pth``) and ``folder`` (for further configs).
+    """
+    from tests.helpers import run_tool, tiny_config
+    folder = tmp_path_factory.mktemp('tiny_run')
+    config = tiny_config(folder, shapes_root, 2)
+    work_dir = str(folder / 'work')
+    run_tool(['tools/train.py', config, '--work-dir', work_dir])
+    return SimpleNamespace(config=config, work_dir=work_dir,
+                           checkpoint=os.path.join(work_dir, 'iter_2.pth'),
+                           folder=folder)

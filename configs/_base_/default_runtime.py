@@ -6,10 +6,12 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # atomic_local (vovdet.utils.fileio): a run killed mid-save never leaves
-    # a truncated checkpoint behind.
+    # vovdet.engine: checkpoints a stock torch.load(weights_only=True)
+    # reads, and a last_checkpoint relative to the work dir, written
+    # atomically. atomic_local (vovdet.utils.fileio): a run killed mid-save
+    # never leaves a truncated checkpoint behind.
     checkpoint=dict(
-        type='CheckpointHook',
+        type='PortableCheckpointHook',
         interval=1,
         max_keep_ckpts=3,
         backend_args=dict(backend='atomic_local')),

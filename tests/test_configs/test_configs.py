@@ -11,6 +11,8 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 from mmdet.structures.mask import BitmapMasks
 
+from vovdet.utils import check_neck_channels, check_num_classes
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '*.py')))
@@ -56,10 +58,13 @@ def test_all_configs_found():
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
 def test_config_builds_and_runs_forward(path):
     from vovdet.utils.model_index import find_model
-    _, model = build_detector(path)
+    cfg, model = build_detector(path)
     # the figure of the model index (configs/<family>/metafile.yml)
     meta = find_model(osp.basename(path)[:-3])['Metadata']
     assert sum(p.numel() for p in model.parameters()) == meta['Parameters']
+    # the checks tools/train.py and tools/test.py run pass on every config
+    check_num_classes(cfg)
+    check_neck_channels(model, cfg.model)
     model.eval()
     data = fake_batch(model)
     with torch.no_grad():

@@ -15,7 +15,7 @@ from mmdet.registry import DATASETS
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
-from tests.test_tools.test_train_test_resume import ROOT, run_tool
+from tests.helpers import ROOT, run_tool
 from vovdet.apis.common import run_cli
 from vovdet.apis.train import main as train_main
 from vovdet.utils import (ConfigOverrideError, check_top_level_overrides,

@@ -7,8 +7,7 @@ import pickle
 
 import mmdet
 
-from tests.test_tools.test_train_test_resume import (ROOT, run_tool,
-                                                     tiny_config)
+from tests.helpers import ROOT, run_tool, tiny_config
 
 MMDET_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
                        'analysis_tools')
@@ -24,19 +23,18 @@ def test_browse_dataset_draws_the_training_images(tmp_path, shapes_root):
 
 
 def test_analyze_logs_and_confusion_matrix_after_train_and_test(
-        tmp_path, shapes_root):
-    config = tiny_config(tmp_path, shapes_root, 2)
-    work = str(tmp_path / 'work')
-    run_tool(['tools/train.py', config, '--work-dir', work])
-    [log] = glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))
+        tmp_path, tiny_run):
+    config = tiny_run.config  # trained by tools/train.py (conftest.py)
+    [log] = glob.glob(osp.join(tiny_run.work_dir, '*', 'vis_data',
+                               'scalars.json'))
     curve = tmp_path / 'loss.png'
     run_tool([osp.join(MMDET_TOOLS, 'analyze_logs.py'), 'plot_curve', log,
               '--keys', 'loss', 'loss_cls', '--out', str(curve)])
     assert curve.read_bytes()[:4] == b'\x89PNG'
 
     results = str(tmp_path / 'results.pkl')
-    run_tool(['tools/test.py', config, osp.join(work, 'iter_2.pth'),
-              '--work-dir', work, '--out', results])
+    run_tool(['tools/test.py', config, tiny_run.checkpoint,
+              '--work-dir', str(tmp_path / 'work'), '--out', results])
     with open(results, 'rb') as f:
         assert len(pickle.load(f)) == 4  # shapes_root: 4 val images
     out = tmp_path / 'confusion'

@@ -9,7 +9,8 @@ from typing import Any, Callable, List, Optional
 
 from mmengine.config import Config, DictAction
 
-from vovdet.utils import check_top_level_overrides, inherited_top_level_keys
+from vovdet.utils import (check_top_level_overrides, inherited_top_level_keys,
+                          unread_options)
 
 
 class CfgOptionsAction(DictAction):
@@ -48,6 +49,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 class ConfigSyntaxError(ValueError):
     """A config file that is not valid Python, with its path and line."""
+
+
+class ConfigNotFoundError(FileNotFoundError):
+    """The config file named on the command line does not exist."""
 
 
 def check_config_syntax(config: str) -> None:
@@ -90,13 +95,16 @@ def load_config(config: str, args: argparse.Namespace) -> Config:
             (:mod:`vovdet.utils.config_check`).
     """
     if not osp.isfile(config):
-        raise FileNotFoundError(f"config file '{config}' does not exist")
+        raise ConfigNotFoundError(f"config file '{config}' does not exist")
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     check_config_syntax(config)
     cfg = Config.fromfile(config)
     check_top_level_overrides(cfg, inherited_top_level_keys(config), config)
     cfg.launcher = args.launcher
     if args.cfg_options:
+        for message in unread_options(cfg, args.cfg_options):
+            print(f'[vovdet] warning: {message}', file=sys.stderr,
+                  flush=True)
         cfg.merge_from_dict(args.cfg_options)
         check_top_level_overrides(cfg, args.cfg_options, '--cfg-options')
     drop_idle_persistent_workers(cfg)
@@ -135,11 +143,22 @@ def drop_idle_persistent_workers(cfg: Config) -> List[str]:
 
 
 def build_runner(cfg: Config):
-    """Build the runner (``runner_type`` from the config if set)."""
+    """Build the runner (``runner_type`` from the config if set).
+
+    The processes it forks (data-loader workers) die with it
+    (:func:`vovdet.utils.children_die_with_parent`); a GN ``num_groups``
+    that does not divide a layer's width and a neck ``in_channels`` that
+    does not match the backbone are reported by layer and config key.
+
+    Raises:
+        ModelConfigError: The model config does not fit together.
+    """
     from mmdet.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from vovdet.utils import adapt_dist_cfg_for_device, init_cpu_distributed
+    from vovdet.utils import (ModelConfigError, adapt_dist_cfg_for_device,
+                              check_neck_channels, children_die_with_parent,
+                              explain_group_norm_error, init_cpu_distributed)
     if cfg.launcher != 'none':
         adapt_dist_cfg_for_device(cfg)
         init_cpu_distributed(cfg.launcher)
@@ -148,9 +167,19 @@ def build_runner(cfg: Config):
     # (benchmarks, tests) each get theirs.
     if cfg.get('visualizer'):
         cfg.visualizer.pop('name', None)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    children_die_with_parent()
+    try:
+        if 'runner_type' in cfg:
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = Runner.from_cfg(cfg)
+    except ValueError as e:
+        message = explain_group_norm_error(cfg.model, e)
+        if message is None:
+            raise
+        raise ModelConfigError(message) from e
+    check_neck_channels(runner.model, cfg.model)
+    return runner
 
 
 def parse(parser: argparse.ArgumentParser,
@@ -161,10 +190,12 @@ def parse(parser: argparse.ArgumentParser,
 
 def run_cli(main: Callable[[], Any],
             end_process: Optional[Callable[[int], None]] = None) -> None:
-    """Run a tool's ``main`` and turn expected user errors (config syntax
-    errors, top-level config values a child set without effect, missing
-    data or inference inputs, malformed annotations, non-finite losses,
-    unsafe checkpoints, models that cannot be re-parameterised) into an
+    """Run a tool's ``main`` and turn expected user errors (missing config
+    files, config syntax errors, top-level config values a child set
+    without effect, missing data or inference inputs, malformed
+    annotations, model configs that do not fit their data or themselves,
+    non-finite losses, unsafe, corrupt, missing or misfitting checkpoints,
+    a work dir in use, models that cannot be re-parameterised) into an
     ``error: ...`` message and exit status 1 instead of a traceback.
 
     A distributed run then destroys its process group and ends through
@@ -182,18 +213,23 @@ def run_cli(main: Callable[[], Any],
     """
     from vovdet.apis.infer import InferenceInputError
     from vovdet.apis.reparameterize import ReparameterizationError
-    from vovdet.engine import NonFiniteLossError
-    from vovdet.utils import (ConfigOverrideError, DatasetNotFoundError,
-                              MalformedAnnotationError, UnsafeCheckpointError,
+    from vovdet.engine import CheckpointMismatchError, NonFiniteLossError
+    from vovdet.utils import (CheckpointNotFoundError, ConfigOverrideError,
+                              CorruptCheckpointError, DatasetNotFoundError,
+                              MalformedAnnotationError, ModelConfigError,
+                              UnsafeCheckpointError, WorkDirBusyError,
                               end_distributed_process, shutdown_distributed)
     end_process = end_process or end_distributed_process
     try:
         try:
             main()
-        except (ConfigOverrideError, ConfigSyntaxError, DatasetNotFoundError,
+        except (CheckpointMismatchError, CheckpointNotFoundError,
+                ConfigNotFoundError, ConfigOverrideError, ConfigSyntaxError,
+                CorruptCheckpointError, DatasetNotFoundError,
                 InferenceInputError, MalformedAnnotationError,
-                NonFiniteLossError, ReparameterizationError,
-                UnsafeCheckpointError) as e:
+                ModelConfigError, NonFiniteLossError,
+                ReparameterizationError, UnsafeCheckpointError,
+                WorkDirBusyError) as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(1) from None
     except BaseException as e:

@@ -197,7 +197,7 @@ def reparameterize_checkpoint(config: str,
     from mmdet.utils import register_all_modules
     from mmengine.runner.checkpoint import save_checkpoint
 
-    from vovdet.utils import safe_load_checkpoint
+    from vovdet.utils import safe_load_checkpoint, to_plain
 
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(config)
@@ -215,8 +215,8 @@ def reparameterize_checkpoint(config: str,
     meta = copy.deepcopy(source.get('meta') or {})
     meta['reparameterized'] = dict(
         source=osp.abspath(checkpoint), modules=converted)
-    save_checkpoint(dict(meta=meta, state_dict=state), out,
-                    backend_args=dict(backend='atomic_local'))
+    save_checkpoint(dict(meta=to_plain(meta, 'meta'), state_dict=state),
+                    out, backend_args=dict(backend='atomic_local'))
     out_config = out_config or default_deploy_config_path(config, out)
     deploy_cfg.dump(out_config)
     return dict(checkpoint=out, config=out_config, modules=converted)

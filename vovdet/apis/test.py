@@ -3,7 +3,8 @@ import argparse
 import os.path as osp
 from typing import List, Optional
 
-from vovdet.utils import check_dataset_files
+from vovdet.engine import CheckpointFitHook
+from vovdet.utils import check_dataset_files, check_num_classes
 
 from .common import add_common_args, build_runner, load_config, parse
 
@@ -45,7 +46,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         cfg = trigger_visualization_hook(cfg, args)
 
     check_dataset_files(cfg, splits=('test', ))
+    check_num_classes(cfg, splits=('test', ))
     runner = build_runner(cfg)
+    runner.register_hook(
+        CheckpointFitHook(args.checkpoint, refuse_mismatch=True))
     if args.deploy:
         from .reparameterize import ReparameterizeHook
         runner.register_hook(ReparameterizeHook())

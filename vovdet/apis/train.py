@@ -1,10 +1,13 @@
 """``tools/train.py``: train a detector from an mmdet config."""
 import argparse
+import contextlib
 from typing import List, Optional
 
 import torch
 
-from vovdet.utils import check_dataset_files
+from vovdet.engine import CheckpointFitHook
+from vovdet.utils import (WorkDirLock, check_dataset_files, check_num_classes,
+                          find_resume_checkpoint, launch_rank)
 
 from .common import add_common_args, build_runner, load_config, parse
 
@@ -20,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale the lr by (real batch) / auto_scale_lr.base_batch_size")
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
-        help='resume from CKPT, or from the newest checkpoint in the '
-        'work dir when CKPT is omitted')
+        help='resume from CKPT, or from the checkpoint the work dir\'s '
+        'last_checkpoint names when CKPT is omitted')
     add_common_args(parser)
     return parser
 
@@ -38,18 +41,22 @@ def main(argv: Optional[List[str]] = None):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
-        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
             raise SystemExit('--auto-scale-lr needs auto_scale_lr.'
                              'base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-
     check_dataset_files(cfg, splits=('train', 'val'))
-    runner = build_runner(cfg)
-    runner.train()
+    check_num_classes(cfg, splits=('train', 'val'))
+    # rank 0 holds the work dir for the whole (distributed) run
+    with (WorkDirLock(cfg.work_dir) if launch_rank() == 0
+          else contextlib.nullcontext()):
+        if args.resume is not None:
+            cfg.resume = True
+            cfg.load_from = (find_resume_checkpoint(cfg.work_dir)
+                             if args.resume == 'auto' else args.resume)
+        runner = build_runner(cfg)
+        if cfg.load_from:
+            runner.register_hook(
+                CheckpointFitHook(cfg.load_from, refuse_mismatch=False))
+        runner.train()
     return runner

@@ -1,3 +1,8 @@
-from .hooks import FiniteLossHook, NonFiniteLossError
+from .hooks import (CheckpointFitHook, CheckpointMismatchError,
+                    FiniteLossHook, NonFiniteLossError,
+                    PortableCheckpointHook)
 
-__all__ = ['FiniteLossHook', 'NonFiniteLossError']
+__all__ = [
+    'CheckpointFitHook', 'CheckpointMismatchError', 'FiniteLossHook',
+    'NonFiniteLossError', 'PortableCheckpointHook'
+]

@@ -15,14 +15,19 @@ sets at top level, that every place using it holds the same value:
 - ``metainfo``: each dataloader's dataset's ``classes``, and a palette with
   at least one colour per class;
 - ``num_classes``: every ``num_classes`` under ``model``.
+
+Any other top-level variable set by ``--cfg-options`` (``max_iters``,
+``norm_cfg`` ...) is as ineffective; :func:`unread_options` words a warning
+for each, naming the keys to set instead.
 """
 import ast
+import difflib
 import os.path as osp
-from typing import Iterable, Iterator, List, Set, Tuple
+from typing import Any, Iterable, Iterator, List, Set, Tuple
 
 from mmengine.config import Config
 
-from .data_check import _iter_datasets
+from .data_check import iter_datasets
 
 OVERRIDE_KEYS = ('data_root', 'metainfo', 'num_classes')
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -70,7 +75,7 @@ def inherited_top_level_keys(path: str) -> Set[str]:
 def _loader_datasets(cfg: Config) -> Iterator[Tuple[str, dict]]:
     for loader in LOADERS:
         if cfg.get(loader) and cfg[loader].get('dataset') is not None:
-            for ds in _iter_datasets(cfg[loader].dataset):
+            for ds in iter_datasets(cfg[loader].dataset):
                 yield f'{loader}.dataset', ds
 
 
@@ -107,7 +112,7 @@ def _mismatches(cfg: Config, key: str) -> List[str]:
                 found.append(f"{where}.data_root = {ds.get('data_root')!r}")
         for split in ('val', 'test'):
             loader = cfg.get(f'{split}_dataloader') or {}
-            datasets = list(_iter_datasets(loader.get('dataset') or {}))
+            datasets = list(iter_datasets(loader.get('dataset') or {}))
             ann = datasets[0].get('ann_file') if len(datasets) == 1 else None
             if not ann:
                 continue
@@ -170,3 +175,93 @@ def check_top_level_overrides(cfg: Config, keys: Iterable[str],
         raise ConfigOverrideError(
             '\n'.join(problems) + '\n(docs/custom_dataset.md shows a '
             'complete config)')
+
+
+# The top-level config keys something reads once the config is loaded:
+# mmengine's Runner (Runner.from_cfg and its own cfg.get calls) and vovdet's
+# tools. Any other top-level variable (data_root, max_iters, norm_cfg ...)
+# was already copied into the keys that use it when the file was read.
+READ_TOP_LEVEL_KEYS = frozenset((
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader',
+    'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr',
+    'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
+    'visualizer', 'default_scope', 'randomness', 'experiment_name',
+    'model_wrapper_cfg', 'sync_bn', 'find_unused_parameters',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'compile',
+    'runner_type'))
+
+
+def _config_paths(node: Any, path: str):
+    """``(dotted path, value)`` of every entry under a config node."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = f'{path}.{key}' if path else str(key)
+            yield sub, value
+            yield from _config_paths(value, sub)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield f'{path}.{i}', value
+            yield from _config_paths(value, f'{path}.{i}')
+
+
+def unread_options(cfg: Config, options: dict) -> List[str]:
+    """Warnings for ``--cfg-options`` keys that nothing will read.
+
+    mmengine expands a config's top-level variables (``data_root``,
+    ``max_iters``, ``norm_cfg`` ...) into the keys that use them when it
+    reads the file, so overriding the variable afterwards changes nothing.
+    Each warning names the option and the keys that hold the variable's
+    value (found by comparing values) to set instead, or, for a key the
+    config does not have, the closest keys it has.
+
+    Args:
+        cfg (Config): The config as read, before the options are merged.
+        options (dict): The parsed ``--cfg-options``.
+
+    Returns:
+        list[str]: One message per unread option.
+    """
+    read = {name: cfg[name] for name in cfg if name in READ_TOP_LEVEL_KEYS}
+    paths = list(_config_paths(read, ''))
+    messages = []
+    for key, new in options.items():
+        top, _, rest = key.partition('.')
+        # OVERRIDE_KEYS are refused by check_top_level_overrides instead
+        if top in READ_TOP_LEVEL_KEYS or top in OVERRIDE_KEYS:
+            continue
+        tail = f'.{rest}' if rest else ''
+        if top not in cfg:
+            close = difflib.get_close_matches(
+                key.rsplit('.', 1)[-1],
+                {path.rsplit('.', 1)[-1] for path, _ in paths}, cutoff=0.8)
+            similar = [path for path, _ in paths
+                       if path.rsplit('.', 1)[-1] in close][:4]
+            hint = (f"; did you mean {' or '.join(similar)}?"
+                    if similar else '')
+            messages.append(
+                f"--cfg-options {key}: the config has no key '{top}' and "
+                f'nothing reads it, so the option changes nothing{hint}')
+            continue
+        value = cfg[top]
+        same = [path for path, other in paths
+                if type(other) is type(value) and other == value]
+        derived = [path for path, other in paths
+                   if isinstance(value, str) and value
+                   and isinstance(other, str) and other != value
+                   and other.startswith(value)]
+        where = ', '.join(f'{path}{tail}' for path in same[:6]) + (
+            ', ...' if len(same) > 6 else '')
+        if derived:
+            where += ('; derived from it: ' if same else '') + ', '.join(
+                derived[:4])
+        hint = (f'; set the keys that hold its value instead: {where} '
+                f'(e.g. --cfg-options {(same or derived)[0]}{tail}={new})'
+                if same or derived else
+                '; set the keys that use it instead')
+        messages.append(
+            f'--cfg-options {key}: {top} is a top-level variable of the '
+            'config, which was already copied into the keys that use it '
+            f'when the file was read, so the option changes nothing{hint}')
+    return messages

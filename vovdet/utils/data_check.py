@@ -7,6 +7,7 @@ run. :func:`check_dataset_files` is called by ``tools/train.py`` and
 """
 import json
 import os.path as osp
+import sys
 from typing import Iterator, List, Tuple
 
 from mmengine.config import Config, ConfigDict
@@ -20,18 +21,20 @@ class MalformedAnnotationError(ValueError):
     """An annotation file exists but cannot be read as annotations."""
 
 
-def _iter_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+def iter_datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
     """Yield leaf dataset configs, looking through dataset wrappers."""
     if 'dataset' in cfg:
-        yield from _iter_datasets(cfg.dataset)
+        yield from iter_datasets(cfg.dataset)
     elif 'datasets' in cfg:
         for sub in cfg.datasets:
-            yield from _iter_datasets(sub)
+            yield from iter_datasets(sub)
     else:
         yield cfg
 
 
-def _join(root, path):
+def join_data_root(root, path):
+    """``path`` under a dataset's ``data_root`` (absolute paths and URLs
+    stay as they are)."""
     if not path or osp.isabs(path) or '://' in str(path):
         return path
     return osp.join(root or '', path)
@@ -44,11 +47,12 @@ def _expected_paths(ds: ConfigDict) -> List[Tuple[str, str]]:
     paths = []
     ann_file = ds.get('ann_file', '')
     if ann_file:
-        paths.append(('annotation file', _join(root, ann_file)))
+        paths.append(('annotation file', join_data_root(root, ann_file)))
     if 'sub_data_root' in prefix:
-        paths.append(('image folder', _join(root, prefix['sub_data_root'])))
+        paths.append(('image folder',
+                      join_data_root(root, prefix['sub_data_root'])))
     elif prefix.get('img'):
-        paths.append(('image folder', _join(root, prefix['img'])))
+        paths.append(('image folder', join_data_root(root, prefix['img'])))
     return paths
 
 
@@ -70,8 +74,61 @@ def _check_coco_json(path: str) -> List[str]:
         raise MalformedAnnotationError(
             f"annotation file '{path}' is not in COCO format: missing "
             f"key(s) {', '.join(missing)}")
+    _warn_dropped_annotations(path, data)
     return [im['file_name'] for im in data['images']
             if isinstance(im, dict) and 'file_name' in im]
+
+
+def _dropped_annotation_reason(ann, images: dict, cat_ids: set) -> str:
+    """Why mmdet's ``CocoDataset`` will skip ``ann`` ('' if it keeps it);
+    its tests, named by their cause."""
+    if not isinstance(ann, dict):
+        return 'not a JSON object'
+    image = images.get(ann.get('image_id'))
+    if image is None:
+        return 'an image_id that no image has'
+    bbox = ann.get('bbox')
+    if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) for v in bbox)):
+        return 'a bbox that is not [x, y, width, height]'
+    x, y, w, h = bbox
+    if w < 1 or h < 1:
+        return 'a width or height below 1 pixel'
+    if not isinstance(ann.get('area'), (int, float)) or ann['area'] <= 0:
+        return 'an area of 0 or less'
+    width, height = image.get('width', 0), image.get('height', 0)
+    if (min(x + w, width) - max(x, 0) <= 0
+            or min(y + h, height) - max(y, 0) <= 0):
+        return 'a box outside its image'
+    if ann.get('category_id') not in cat_ids:
+        return 'a category_id that no category defines'
+    return ''
+
+
+def _warn_dropped_annotations(path: str, data: dict) -> None:
+    """Warn once for ``path`` about the annotations mmdet will drop without
+    a word (their objects become background), with the counts per cause
+    and the first annotation ids."""
+    images = {im.get('id'): im for im in data['images']
+              if isinstance(im, dict)}
+    cat_ids = {c.get('id') for c in data['categories'] if isinstance(c, dict)}
+    dropped = {}
+    for ann in data['annotations']:
+        reason = _dropped_annotation_reason(ann, images, cat_ids)
+        if reason:
+            dropped.setdefault(reason, []).append(
+                ann.get('id', '?') if isinstance(ann, dict) else '?')
+    if not dropped:
+        return
+    total = sum(len(ids) for ids in dropped.values())
+    causes = '; '.join(
+        f"{len(ids)} with {reason} (id{'s' if len(ids) > 1 else ''} "
+        f"{', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})"
+        for reason, ids in dropped.items())
+    print(f"[vovdet] warning: '{path}': {total} of the "
+          f"{len(data['annotations'])} annotations will be dropped by "
+          f"mmdet's loader, and their objects treated as background: "
+          f'{causes}. Fix or remove them', file=sys.stderr, flush=True)
 
 
 def _check_voc_xml(ds: ConfigDict, ann_file: str) -> List[str]:
@@ -81,7 +138,7 @@ def _check_voc_xml(ds: ConfigDict, ann_file: str) -> List[str]:
     import xml.etree.ElementTree as ET
 
     root = ds.get('data_root', '') or ''
-    sub_root = _join(root, (ds.get('data_prefix') or {}).get(
+    sub_root = join_data_root(root, (ds.get('data_prefix') or {}).get(
         'sub_data_root', ''))
     ann_dir = osp.join(sub_root, ds.get('ann_subdir', 'Annotations'))
     with open(ann_file, encoding='utf-8') as f:
@@ -170,7 +227,7 @@ def check_dataset_files(cfg: Config,
         loader = cfg.get(f'{split}_dataloader')
         if not loader or 'dataset' not in loader:
             continue
-        for ds in _iter_datasets(loader.dataset):
+        for ds in iter_datasets(loader.dataset):
             for kind, path in _expected_paths(ds):
                 if not path or '://' in str(path):
                     continue
@@ -193,16 +250,16 @@ def _check_annotations(split: str, ds: ConfigDict) -> None:
     then the images it lists."""
     root = ds.get('data_root', '') or ''
     prefix = ds.get('data_prefix', {}) or {}
-    ann_file = _join(root, ds.get('ann_file', ''))
+    ann_file = join_data_root(root, ds.get('ann_file', ''))
     if not ann_file or '://' in str(ann_file):
         return
     if ann_file.endswith('.json'):
         img = prefix.get('img') or ''
-        folder = _join(root, img) if img else root
+        folder = join_data_root(root, img) if img else root
         images = [osp.join(folder, name)
                   for name in _check_coco_json(ann_file)]
     elif ann_file.endswith('.txt') and 'sub_data_root' in prefix:
-        folder = osp.join(_join(root, prefix['sub_data_root']),
+        folder = osp.join(join_data_root(root, prefix['sub_data_root']),
                           ds.get('img_subdir', 'JPEGImages'))
         images = [osp.join(folder, f'{img_id}.jpg')
                   for img_id in _check_voc_xml(ds, ann_file)]

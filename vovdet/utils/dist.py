@@ -50,6 +50,17 @@ def init_cpu_distributed(launcher: str) -> None:
         world_size=int(os.environ['WORLD_SIZE']))
 
 
+def launch_rank() -> int:
+    """This process's global rank as its launcher set it (0 when not
+    distributed), readable before the process group exists: torchrun's
+    ``RANK``, Slurm's ``SLURM_PROCID``, Open MPI's ``OMPI_COMM_WORLD_RANK``.
+    """
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK'):
+        if os.environ.get(name, '').isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def shutdown_distributed() -> bool:
     """Destroy the default process group, if there is one.
 

@@ -1,0 +1,63 @@
+"""Running the real tools on the demo config shrunk to a few iterations."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+from mmengine.config import Config
+
+from vovdet.analysis.learning import logged_losses
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(ROOT, 'configs', 'vovnet19slim_maskrcnn_shapes.py')
+
+
+def tiny_config(tmp_path, data_root, max_iters, extra=None, name=None):
+    """The demo config shrunk to a few iterations on 96 px images."""
+    cfg = Config.fromfile(DEMO)
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+             end=2)
+    ]
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = data_root
+        for t in loader.dataset.pipeline:
+            if t['type'] == 'Resize':
+                t['scale'] = (96, 96)
+    ann = osp.join(data_root, 'annotations', 'instances_val.json')
+    cfg.val_evaluator.ann_file = ann
+    cfg.test_evaluator.ann_file = ann
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.max_keep_ckpts = -1
+    cfg.log_processor.window_size = 1
+    # an untrained model scores every class below the default 0.05
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    cfg.merge_from_dict(extra or {})
+    path = str(tmp_path / (name or f'tiny_{max_iters}.py'))
+    cfg.dump(path)
+    return path
+
+
+def run_tool(args, cwd=ROOT, env=None, check=True, umask=-1):
+    """Run a tool with this interpreter (under ``umask`` if given); fails
+    with its output unless it exits 0 (or ``check`` is False)."""
+    proc = subprocess.run(
+        [sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+        env=dict(os.environ, **(env or {})), timeout=900, umask=umask)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
+            f'{proc.stderr[-5000:]}')
+    return proc
+
+
+def logged_iters(work_dir):
+    """Iterations at which a training loss was logged under work_dir."""
+    return [it for it, _ in logged_losses(work_dir)['loss']]
