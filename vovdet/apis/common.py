@@ -181,7 +181,7 @@ def run_cli(main: Callable[[], Any],
             :func:`vovdet.utils.end_distributed_process`.
     """
     from vovdet.apis.infer import InferenceInputError
-    from vovdet.apis.reparameterize import ReparameterizationError
+    from vovdet.deploy import ReparameterizationError
     from vovdet.engine import NonFiniteLossError
     from vovdet.utils import (ConfigOverrideError, DatasetNotFoundError,
                               MalformedAnnotationError, UnsafeCheckpointError,
