@@ -164,8 +164,9 @@ def run_cli(main: Callable[[], Any],
     """Run a tool's ``main`` and turn expected user errors (config syntax
     errors, top-level config values a child set without effect, missing
     data or inference inputs, malformed annotations, non-finite losses,
-    unsafe checkpoints, models that cannot be re-parameterised) into an
-    ``error: ...`` message and exit status 1 instead of a traceback.
+    unsafe checkpoints, models that cannot be re-parameterised or exported,
+    a missing ``deploy`` extra) into an ``error: ...`` message and exit
+    status 1 instead of a traceback.
 
     A distributed run then destroys its process group and ends through
     ``end_process`` with the exit status it would have had (0, 1 after an
@@ -181,7 +182,8 @@ def run_cli(main: Callable[[], Any],
             :func:`vovdet.utils.end_distributed_process`.
     """
     from vovdet.apis.infer import InferenceInputError
-    from vovdet.deploy import ReparameterizationError
+    from vovdet.deploy import (ExportError, MissingDeployDependency,
+                               ReparameterizationError)
     from vovdet.engine import NonFiniteLossError
     from vovdet.utils import (ConfigOverrideError, DatasetNotFoundError,
                               MalformedAnnotationError, UnsafeCheckpointError,
@@ -191,9 +193,9 @@ def run_cli(main: Callable[[], Any],
         try:
             main()
         except (ConfigOverrideError, ConfigSyntaxError, DatasetNotFoundError,
-                InferenceInputError, MalformedAnnotationError,
-                NonFiniteLossError, ReparameterizationError,
-                UnsafeCheckpointError) as e:
+                ExportError, InferenceInputError, MalformedAnnotationError,
+                MissingDeployDependency, NonFiniteLossError,
+                ReparameterizationError, UnsafeCheckpointError) as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(1) from None
     except BaseException as e:

@@ -5,13 +5,13 @@ that changes how a network computes but not what it computes.
   method (a RepVGG backbone) folds its training branches into single convs
   (:func:`reparameterize_model`);
 * **conv-BN folding**: every BatchNorm that directly follows a conv is
-  folded into that conv (:func:`fold_conv_bn`, mmcv's ``fuse_conv_bn``);
-  GroupNorm normalises with per-image statistics and stays;
+  folded into that conv (:func:`fold_conv_bn`); GroupNorm normalises with
+  per-image statistics and stays;
 * **channels-last**: weights in the NHWC memory format (the caller converts
   its inputs too).
 
 :func:`to_inference_form` applies them and, given a check call, compares the
-model's output before and after: mmcv folds a BN into the conv registered
+model's output before and after: a BN is folded into the conv registered
 just before it, which is wrong for a BN applied *before* that conv, so a
 transform that changes the output is refused rather than trusted. It is
 what ``tools/test.py --deploy`` (:class:`InferenceFormHook`), the
@@ -25,10 +25,11 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import fuse_conv_bn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from vovdet.models.backbones.repvgg import fuse_conv_norm
 
 # Largest relative output change a transform may cause (fp32 folding of BN
 # statistics; RepVGG's own tests reach ~1e-6).
@@ -106,12 +107,16 @@ def reparameterize_model(model: nn.Module) -> List[str]:
 def fold_conv_bn(model: nn.Module) -> int:
     """Fold every BatchNorm that directly follows a conv into that conv.
 
-    Uses mmcv's ``fuse_conv_bn`` (in place): the conv gets
-    ``W * gamma / sigma`` and a bias, the BN becomes ``nn.Identity``.
-    "Follows" means registered right after the conv in the same parent
-    module; :func:`to_inference_form` checks the output is unchanged.
-    GroupNorm cannot be folded (it normalises with per-image statistics)
-    and is left alone.
+    "Follows" means registered right after a ``Conv2d`` with as many output
+    channels, in the same parent module (mmcv's ``fuse_conv_bn`` rule, which
+    also folds across other children and ignores the channel count, and so
+    crashes on DSOD's pre-activation layers). The conv gets ``W * gamma /
+    sigma`` and a bias (:func:`~vovdet.models.backbones.repvgg.
+    fuse_conv_norm`, the RepVGG fusion's own function), the BN becomes
+    ``nn.Identity``, in place. Registration order is not call order (a
+    pre-activation BN may be registered after the conv it precedes), so
+    :func:`to_inference_form` checks the output. GroupNorm cannot be folded
+    (it normalises with per-image statistics) and is left alone.
 
     Args:
         model (nn.Module): Model in eval mode.
@@ -119,13 +124,22 @@ def fold_conv_bn(model: nn.Module) -> int:
     Returns:
         int: Number of BatchNorm layers folded.
     """
-
-    def count(m: nn.Module) -> int:
-        return sum(isinstance(x, _BatchNorm) for x in m.modules())
-
-    before = count(model)
-    fuse_conv_bn(model)
-    return before - count(model)
+    folded = 0
+    last_conv: Optional[nn.Conv2d] = None
+    for name, child in list(model.named_children()):
+        if (isinstance(child, _BatchNorm) and last_conv is not None
+                and child.running_var is not None
+                and child.num_features == last_conv.out_channels):
+            weight, bias = fuse_conv_norm(last_conv.weight, child, name,
+                                          last_conv.bias)
+            last_conv.weight = nn.Parameter(weight.detach())
+            last_conv.bias = nn.Parameter(bias.detach())
+            setattr(model, name, nn.Identity())
+            folded += 1
+        elif not isinstance(child, (nn.Conv2d, _BatchNorm)):
+            folded += fold_conv_bn(child)
+        last_conv = child if isinstance(child, nn.Conv2d) else None
+    return folded
 
 
 def _flat_tensors(obj: Any) -> List[torch.Tensor]:
