@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
+from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
@@ -18,7 +19,7 @@ from vovdet.deploy import (ExportError, MissingDeployDependency,
                            OnnxDetector, build_detector, export_onnx)
 from vovdet.deploy.onnx import (BOX_TOLERANCE, MASK_IOU, SCORE_TOLERANCE,
                                 compare_detections, require)
-from vovdet.deploy.ops import paste_masks
+from vovdet.deploy.ops import extract_roi_features, paste_masks
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'configs')
@@ -176,6 +177,50 @@ def test_paste_masks_equals_mmdets_grid_sample():
         outside = torch.ones(96, 128, dtype=torch.bool)
         outside[rows, cols] = False
         assert bool((pasted[outside] < 0.5).all())
+
+
+class RoIFeatures(torch.nn.Module):
+    """extract_roi_features with the RoIs as a graph input."""
+
+    def __init__(self, extractor):
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, rois, *feats):
+        return extract_roi_features(self.extractor, feats, rois)
+
+
+def test_roi_features_follow_the_rois_of_the_input_not_the_trace(tmp_path):
+    # traced with every RoI on the finest level (the others pool only their
+    # dummy RoI), run with RoIs on every level: nothing may keep the traced
+    # per-level counts
+    cfg = Config.fromfile(osp.join(CONFIGS, FAMILIES['Mask R-CNN'][0]))
+    extractor = MODELS.build(cfg.model.roi_head.bbox_roi_extractor).eval()
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(1, 128, 128 // s, 128 // s, generator=gen)
+             for s in (4, 8, 16, 32)]
+
+    def rois(sizes):
+        corner = torch.rand(len(sizes), 2, generator=gen) * 10
+        size = torch.tensor(sizes, dtype=torch.float32)[:, None]
+        return torch.cat([torch.zeros(len(sizes), 1), corner, corner + size],
+                         1)
+
+    traced = rois([8, 12, 20, 30])
+    out = str(tmp_path / 'roi.onnx')
+    torch.onnx.export(
+        RoIFeatures(extractor), (traced, *feats), out, dynamo=False,
+        opset_version=17, input_names=['rois'] + [f'f{i}' for i in range(4)],
+        dynamic_axes={'rois': {0: 'n'}})
+    spread = rois([10, 70, 120, 250, 300, 460, 500, 40])
+    assert set(extractor.map_roi_levels(spread, 4).tolist()) == {0, 1, 2, 3}
+    session = OnnxDetector(out).session
+    got = session.run(None, dict(rois=spread.numpy(), **{
+        f'f{i}': f.numpy() for i, f in enumerate(feats)}))[0]
+    with torch.no_grad():
+        expected = extractor(feats, spread)
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5,
+                               rtol=1e-4)
 
 
 def test_unsupported_family_and_opset_are_refused(tmp_path):

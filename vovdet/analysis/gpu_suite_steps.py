@@ -6,8 +6,8 @@ and returns a dict: ``summary`` (lines for the one-screen summary),
 (what it wrote itself) and any data for ``suite.json``. A step that cannot
 run here raises :class:`StepSkipped`.
 """
-import importlib.util
 import json
+import os
 import os.path as osp
 from dataclasses import asdict, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -350,17 +350,41 @@ def backbones_vs_timm(ctx: Any) -> Dict[str, Any]:
 
 
 def onnx(ctx: Any) -> Dict[str, Any]:
-    """The ONNX exports under ONNX Runtime (CUDA provider) and TensorRT."""
+    """The VoVNet-39 RefineDet320 and Mask R-CNN exported to ONNX with their
+    post-processing, timed in turns with PyTorch (eager and inference form,
+    on the suite's device) under every ONNX Runtime provider that runs here
+    (CPU, CUDA, TensorRT); the providers that cannot run are reported with
+    the reason (:mod:`vovdet.analysis.deploy_benchmark`)."""
+    from vovdet.deploy import MissingDeployDependency
+    from vovdet.deploy.onnx import GPU_PROVIDERS, require
+
+    from .deploy_benchmark import (DeployModel, format_timing,
+                                   time_deploy_variants)
     try:
-        import onnxruntime
-        runtime = (f'onnxruntime {onnxruntime.__version__} providers '
-                   f'{onnxruntime.get_available_providers()}')
-    except ImportError as err:
-        runtime = f'onnxruntime not importable ({err})'
-    tensorrt = importlib.util.find_spec('tensorrt') is not None
-    found = f"{runtime}; TensorRT {'importable' if tensorrt else 'absent'}"
-    if importlib.util.find_spec('vovdet.deploy') is None:
-        raise StepSkipped('no ONNX exporter: vovdet.deploy does not exist '
-                          f'(the deploy issue has not landed); {found}')
-    raise StepSkipped('vovdet.deploy exists but this suite has no ONNX '
-                      f'step for it yet; {found}')
+        require('onnx')
+        require('onnxruntime')
+    except MissingDeployDependency as err:
+        raise StepSkipped(str(err)) from None
+    warmup, repeats = ctx.sizes.runs['refinedet']
+    models = (
+        DeployModel('RefineDet320 VoVNet-39',
+                    osp.join(ctx.root, TABLE4[1][1]),
+                    ctx.sizes.refinedet_shape),
+        DeployModel('Mask R-CNN VoVNet-39',
+                    osp.join(ctx.root, MASKRCNN[0][1]),
+                    ctx.sizes.maskrcnn_shape,
+                    dict(MASKRCNN_TEST, **ctx.sizes.maskrcnn_options)),
+    )
+    work_dir = osp.join(ctx.out_dir, 'onnx')
+    os.makedirs(work_dir, exist_ok=True)
+    lines, data = [], {}
+    for spec in models:
+        timing = time_deploy_variants(
+            spec, work_dir, ctx.threads or 1, warmup, max(repeats, 1),
+            ctx.device, ('CPUExecutionProvider', ) + GPU_PROVIDERS)
+        lines += format_timing(timing).splitlines()
+        data[spec.label] = asdict(timing)
+    markdown = '\n'.join(['# ONNX exports under ONNX Runtime', ''] +
+                         [f'    {line}' for line in lines]) + '\n'
+    files = _write_json_md(ctx, 'onnx', data, markdown)
+    return dict(summary=lines, files=files, models=data)

@@ -292,27 +292,32 @@ def compare_detections(reference: Dict[str, Any],
                   box_diff, score_diff, mask_iou)
 
 
+GPU_PROVIDERS = ('CUDAExecutionProvider', 'TensorrtExecutionProvider')
+
+
+def try_provider(path: str, image: torch.Tensor,
+                 provider: str) -> Optional[str]:
+    """Run the graph once under ``provider``: None when it ran there, else
+    why not (not available, failed, fell back to another provider)."""
+    ort = require('onnxruntime')
+    available = ort.get_available_providers()
+    if provider not in available:
+        return (f'not available in onnxruntime {ort.__version__} '
+                f"(providers: {', '.join(available)})")
+    try:
+        session = OnnxDetector(path, [provider])
+        session(image)
+    except Exception as err:  # noqa: BLE001 (reported, not raised)
+        return f'failed: {type(err).__name__}: {err}'
+    used = session.session.get_providers()[0]
+    return None if used == provider else f'fell back to {used}'
+
+
 def provider_report(path: str, image: torch.Tensor) -> Dict[str, str]:
     """Try the graph under the GPU execution providers (CUDA, TensorRT):
     ``'ok'``, or why one could not run, instead of failing."""
-    ort = require('onnxruntime')
-    available = ort.get_available_providers()
-    report = {}
-    for provider in ('CUDAExecutionProvider', 'TensorrtExecutionProvider'):
-        if provider not in available:
-            report[provider] = (f'not available in onnxruntime '
-                                f'{ort.__version__} (providers: '
-                                f"{', '.join(available)})")
-            continue
-        try:
-            session = OnnxDetector(path, [provider])
-            used = session.session.get_providers()
-            session(image)
-            report[provider] = ('ok' if used[0] == provider else
-                                f'fell back to {used[0]}')
-        except Exception as err:  # noqa: BLE001 (reported, not raised)
-            report[provider] = f'failed: {type(err).__name__}: {err}'
-    return report
+    return {provider: try_provider(path, image, provider) or 'ok'
+            for provider in GPU_PROVIDERS}
 
 
 def export_onnx(model: nn.Module,

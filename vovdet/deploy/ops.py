@@ -250,7 +250,7 @@ def extract_roi_features(extractor: nn.Module, feats: Sequence[Tensor],
     level its size maps to (``map_roi_levels``).
 
     One zero RoI per level is appended and its result dropped, so no level
-    runs ``RoiAlign`` on an empty set (which ONNX Runtime refuses).
+    runs ``RoiAlign`` on an empty set.
 
     Args:
         extractor (nn.Module): A ``SingleRoIExtractor``.
@@ -272,13 +272,14 @@ def extract_roi_features(extractor: nn.Module, feats: Sequence[Tensor],
         torch.arange(num_levels, device=rois.device)
     ])
     rois = torch.cat([rois, rois.new_zeros(num_levels, 5)])
-    out_size = extractor.roi_layers[0].output_size
-    roi_feats = feats[0].new_zeros(rois.size(0), extractor.out_channels,
-                                   *out_size)
+    parts, order = [], []
     for i in range(num_levels):
         inds = (levels == i).nonzero()[:, 0]
-        roi_feats[inds] = roi_align(extractor.roi_layers[i], feats[i],
-                                    rois[inds])
+        parts.append(roi_align(extractor.roi_layers[i], feats[i], rois[inds]))
+        order.append(inds)
+    # back to RoI order by a gather: an indexed assignment would be traced
+    # with the per-level RoI count of the example image when that is 1
+    roi_feats = torch.cat(parts)[torch.cat(order).argsort()]
     return roi_feats[:-num_levels]
 
 
