@@ -27,7 +27,8 @@ from vovdet.analysis.benchmark import (BenchmarkSettings, EnergyMonitor,
                                        time_in_turns)
 from vovdet.analysis.paper_table import (format_markdown, parse_backbone_spec,
                                          parse_entry, run_table)
-from tests.test_deploy.test_inference_form import randomise_bn
+from tests.test_deploy.test_inference_form import (PreActivation,
+                                                   randomise_bn)
 from vovdet.deploy import ReparameterizationError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -194,18 +195,6 @@ def test_repvgg_deploy_and_fusion_in_benchmark(tmp_path):
     # the deployed form: one 3x3 conv with bias per block
     assert not any(isinstance(m, _BatchNorm) for m in model.modules())
     assert 'max relative output change' in format_result(result)
-
-
-class PreActivation(nn.Module):
-    """BN registered after the conv but applied before it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
-
-    def forward(self, x):
-        return self.conv(self.bn(x))
 
 
 def test_fusion_that_changes_outputs_is_refused(tmp_path):

@@ -1,8 +1,12 @@
 """Deployment latency: PyTorch eager vs PyTorch inference form vs ONNX
 Runtime, per detector, timed in turns in one process.
 
-Each detector is built once (seeded, ``init_weights``); three callables
-then do the same work, one preprocessed image in, final detections out:
+Each detector is built once (seeded, ``init_weights``, BatchNorm statistics
+set from one random image by :func:`settle_batch_norm`: at initialisation
+the running statistics are 0/1, activations grow through a deep backbone
+and the softmax saturates into tied scores, which a trained detector does
+not give); three callables then do the same work, one preprocessed image
+in, final detections out:
 
 * ``PyTorch eager``: the training-form detector's ``predict`` (mmdet's
   post-processing);
@@ -31,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .benchmark import device_name, time_in_turns
 
@@ -110,6 +115,27 @@ class DeployBenchmark:
     models: List[DeployTiming] = field(default_factory=list)
 
 
+def settle_batch_norm(model: torch.nn.Module, image: torch.Tensor) -> int:
+    """Set every BatchNorm's running statistics to its batch statistics on
+    ``image`` (the network's tensor-mode forward, or ``extract_feat`` for a
+    two-stage detector); returns how many were set."""
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: one pass sets them
+    model.train()
+    with torch.no_grad():
+        if hasattr(model, 'rpn_head'):
+            model.extract_feat(image)
+        else:
+            model(image, mode='tensor')
+    model.eval()
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return len(norms)
+
+
 def _predict_call(model: torch.nn.Module, image: torch.Tensor
                   ) -> Callable[[], Dict[str, torch.Tensor]]:
     """``model.predict`` on one preprocessed image, as a callable returning
@@ -163,7 +189,7 @@ def prepare_variants(spec: DeployModel,
     torch.manual_seed(seed)
     eager, _ = build_detector(spec.config, cfg_options=spec.cfg_options)
     eager.init_weights()
-    eager.eval()
+    settle_batch_norm(eager, example_image(spec.shape, seed=seed + 2))
     form = copy.deepcopy(eager)
     path = osp.join(work_dir, f'{spec.label.replace(" ", "_")}.onnx')
     result = export_onnx(form, path, spec.shape, gpu_providers=False)

@@ -233,11 +233,12 @@ def multiclass_candidates(boxes: Tensor, scores: Tensor, score_thr: float
 def roi_align(layer: nn.Module, feats: Tensor, rois: Tensor) -> Tensor:
     """One of an extractor's mmcv ``RoIAlign`` layers through
     :class:`RoiAlign`."""
-    if getattr(layer, 'pool_mode', 'avg') != 'avg' or getattr(
-            layer, 'use_torchvision', False):
+    pool_mode = getattr(layer, 'pool_mode', 'avg')
+    use_torchvision = getattr(layer, 'use_torchvision', False)
+    if pool_mode != 'avg' or use_torchvision:
         raise ExportError(
-            f'{type(layer).__name__}(pool_mode={layer.pool_mode!r}, '
-            f'use_torchvision={layer.use_torchvision}) has no ONNX export; '
+            f'{type(layer).__name__}(pool_mode={pool_mode!r}, '
+            f'use_torchvision={use_torchvision}) has no ONNX export; '
             f"use mmcv's RoIAlign with pool_mode='avg'")
     return RoiAlign.apply(feats, rois, tuple(layer.output_size),
                           float(layer.spatial_scale),
