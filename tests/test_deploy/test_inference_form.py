@@ -1,5 +1,7 @@
 """The inference form: conv-BN folding, branch fusion and channels-last in
 one call, checked against the training form."""
+import os.path as osp
+
 import pytest
 import torch
 import torch.nn as nn
@@ -11,6 +13,7 @@ import vovdet  # noqa: F401  (registers the backbones)
 from vovdet.deploy import (ReparameterizationError, feature_check,
                            fold_conv_bn, to_inference_form)
 
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 register_all_modules()
 
 
@@ -27,14 +30,17 @@ def randomise_bn(model, seed=0):
     return model
 
 
-@pytest.mark.parametrize('spec, num_bn', [
+@pytest.mark.parametrize('spec, num_bn, num_left', [
     # stem 3 + 4 stages x (5 layers + aggregation), all conv -> BN
-    (dict(type='VoVNet', arch='V-27-slim'), 27),
+    (dict(type='VoVNet', arch='V-27-slim'), 27, 0),
     # stem + every dense layer's conv1 -> norm2; the pre-activation norms
     # (norm1, transitions, final norm) precede their convs and stay
-    (dict(type='DenseNet', arch='121'), 1 + 6 + 12 + 24 + 16),
+    (dict(type='DenseNet', arch='121'), 1 + 6 + 12 + 24 + 16, 58 + 3 + 1),
+    # DSOD's norm-act-conv ConvModules register the conv first; their norms
+    # stay (folding one into a 256->256 1x1 conv changes the output)
+    (dict(type='DSODDenseNet', arch='DSOD300', out_indices=(1, 3)), 33, 34),
 ])
-def test_fold_conv_bn_equals_unfused(spec, num_bn):
+def test_fold_conv_bn_equals_unfused(spec, num_bn, num_left):
     model = randomise_bn(MODELS.build(spec)).eval()
     image = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -42,9 +48,8 @@ def test_fold_conv_bn_equals_unfused(spec, num_bn):
         folded = fold_conv_bn(model)
         outputs = model(image)
     assert folded == num_bn
-    total_bn = sum(isinstance(m, _BatchNorm) for m in model.modules())
-    expected_left = 0 if spec['type'] == 'VoVNet' else 58 + 3 + 1
-    assert total_bn == expected_left
+    assert sum(isinstance(m, _BatchNorm) for m in model.modules()) == \
+        num_left
     for ref, out in zip(reference, outputs):
         # fp32 rounding, relative to the map's largest value
         torch.testing.assert_close(
@@ -75,6 +80,15 @@ def test_model_without_branches_is_folded_only_unless_fusion_required():
                                 'BatchNorm folded')
     with pytest.raises(ReparameterizationError, match='VoVNet has no module'):
         to_inference_form(model, fuse_branches=True)
+
+
+def test_dsod_detector_inference_form_keeps_its_predictions():
+    from vovdet.deploy import build_detector
+    model, _ = build_detector(
+        osp.join(ROOT, 'configs', 'vovnet27slim_dsod160_shapes.py'))
+    randomise_bn(model)
+    form = to_inference_form(model, check=feature_check(model, (160, 160)))
+    assert form.folded_bn > 0 and form.max_rel_diff < 1e-4
 
 
 class PreActivation(nn.Module):

@@ -115,10 +115,11 @@ class DeployBenchmark:
     models: List[DeployTiming] = field(default_factory=list)
 
 
-def settle_batch_norm(model: torch.nn.Module, image: torch.Tensor) -> int:
+def settle_batch_norm(model: torch.nn.Module, images: torch.Tensor) -> int:
     """Set every BatchNorm's running statistics to its batch statistics on
-    ``image`` (the network's tensor-mode forward, or ``extract_feat`` for a
-    two-stage detector); returns how many were set."""
+    ``images`` (at least two: a 1x1 map of one image has no variance), by
+    the network's tensor-mode forward (``extract_feat`` for a two-stage
+    detector); returns how many were set."""
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
@@ -127,9 +128,9 @@ def settle_batch_norm(model: torch.nn.Module, image: torch.Tensor) -> int:
     model.train()
     with torch.no_grad():
         if hasattr(model, 'rpn_head'):
-            model.extract_feat(image)
+            model.extract_feat(images)
         else:
-            model(image, mode='tensor')
+            model(images, mode='tensor')
     model.eval()
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
@@ -189,7 +190,9 @@ def prepare_variants(spec: DeployModel,
     torch.manual_seed(seed)
     eager, _ = build_detector(spec.config, cfg_options=spec.cfg_options)
     eager.init_weights()
-    settle_batch_norm(eager, example_image(spec.shape, seed=seed + 2))
+    settle_batch_norm(
+        eager,
+        torch.cat([example_image(spec.shape, seed=seed + k) for k in (2, 3)]))
     form = copy.deepcopy(eager)
     path = osp.join(work_dir, f'{spec.label.replace(" ", "_")}.onnx')
     result = export_onnx(form, path, spec.shape, gpu_providers=False)

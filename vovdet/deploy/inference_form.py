@@ -25,6 +25,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmcv.cnn import ConvModule
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -108,9 +109,11 @@ def fold_conv_bn(model: nn.Module) -> int:
     """Fold every BatchNorm that directly follows a conv into that conv.
 
     "Follows" means registered right after a ``Conv2d`` with as many output
-    channels, in the same parent module (mmcv's ``fuse_conv_bn`` rule, which
-    also folds across other children and ignores the channel count, and so
-    crashes on DSOD's pre-activation layers). The conv gets ``W * gamma /
+    channels, in the same parent module, and, in an mmcv ``ConvModule``,
+    applied right after it by the module's ``order`` (mmcv's
+    ``fuse_conv_bn`` folds across other children, ignores the channel count
+    and the order, and so crashes on, or silently breaks, DSOD's
+    pre-activation ``norm-act-conv`` layers). The conv gets ``W * gamma /
     sigma`` and a bias (:func:`~vovdet.models.backbones.repvgg.
     fuse_conv_norm`, the RepVGG fusion's own function), the BN becomes
     ``nn.Identity``, in place. Registration order is not call order (a
@@ -126,6 +129,8 @@ def fold_conv_bn(model: nn.Module) -> int:
     """
     folded = 0
     last_conv: Optional[nn.Conv2d] = None
+    if not _norm_follows_conv(model):
+        return 0
     for name, child in list(model.named_children()):
         if (isinstance(child, _BatchNorm) and last_conv is not None
                 and child.running_var is not None
@@ -140,6 +145,18 @@ def fold_conv_bn(model: nn.Module) -> int:
             folded += fold_conv_bn(child)
         last_conv = child if isinstance(child, nn.Conv2d) else None
     return folded
+
+
+def _norm_follows_conv(module: nn.Module) -> bool:
+    """False for an mmcv ``ConvModule`` that applies its norm elsewhere
+    than right after its conv (``order=('norm', 'act', 'conv')``: DSOD's
+    pre-activation layers), which registers the conv before the norm all
+    the same."""
+    order = getattr(module, 'order', None)
+    if not isinstance(module, ConvModule) or not getattr(
+            module, 'with_norm', False):
+        return True
+    return tuple(order).index('norm') == tuple(order).index('conv') + 1
 
 
 def _flat_tensors(obj: Any) -> List[torch.Tensor]:
@@ -259,8 +276,10 @@ def to_inference_form(model: nn.Module,
 def feature_check(model: nn.Module,
                   shape: Tuple[int, int] = (320, 320),
                   seed: int = 0) -> Callable[[nn.Module], Any]:
-    """A check call for :func:`to_inference_form`: the detector's features
-    (``extract_feat``), or a backbone's outputs, on one fixed random image.
+    """A check call for :func:`to_inference_form` on one fixed random image:
+    a detector's features (``extract_feat``) and the raw outputs of its
+    dense head (``bbox_head``, ``rpn_head``), or a backbone's outputs. (The
+    RoI heads run on data-dependent proposals and are not compared.)
 
     Args:
         model (nn.Module): The model (gives the device).
@@ -273,8 +292,12 @@ def feature_check(model: nn.Module,
     image = image.to(device)
 
     def check(m: nn.Module) -> Any:
-        return m.extract_feat(image) if hasattr(m, 'extract_feat') else \
-            m(image)
+        if not hasattr(m, 'extract_feat'):
+            return m(image)
+        feats = m.extract_feat(image)
+        heads = [getattr(m, name) for name in ('bbox_head', 'rpn_head')
+                 if getattr(m, name, None) is not None]
+        return [feats] + [head(feats) for head in heads]
 
     return check
 
@@ -285,8 +308,8 @@ class InferenceFormHook(Hook):
     ``tools/test.py --deploy`` registers it: the runner loads the
     training-form checkpoint as usual, then this hook (after every other
     ``before_test``) fuses the RepVGG branches and folds the BatchNorms,
-    checked on one random image, so the test loop evaluates the network
-    that is deployed.
+    checked on one random image (:func:`feature_check`), so the test loop
+    evaluates the network that is deployed.
     """
     priority = 'LOWEST'
 
