@@ -350,8 +350,9 @@ def backbones_vs_timm(ctx: Any) -> Dict[str, Any]:
 
 
 def onnx(ctx: Any) -> Dict[str, Any]:
-    """The VoVNet-39 RefineDet320 and Mask R-CNN exported to ONNX with their
-    post-processing, timed in turns with PyTorch (eager and inference form,
+    """The RefineDet and Mask R-CNN of ``ctx.sizes.onnx_configs`` (VoVNet-39
+    on a GPU, the slim shapes detectors in the dry run) exported to ONNX
+    with their post-processing, timed in turns with PyTorch (eager and inference form,
     on the suite's device) under every ONNX Runtime provider that runs here
     (CPU, CUDA, TensorRT; CPU for Mask R-CNN only in the dry run); the
     providers that cannot run are reported with the reason
@@ -370,12 +371,13 @@ def onnx(ctx: Any) -> Dict[str, Any]:
     cpu = ('CPUExecutionProvider', )
     # ONNX Runtime's CPU provider on Mask R-CNN at 800x1333 would take the
     # step's whole budget: only in the dry run, where it is all there is
+    refinedet, mask_rcnn = ctx.sizes.onnx_configs
     models = (
-        (DeployModel('RefineDet320 VoVNet-39',
-                     osp.join(ctx.root, TABLE4[1][1]),
+        (DeployModel(osp.splitext(osp.basename(refinedet))[0],
+                     osp.join(ctx.root, refinedet),
                      ctx.sizes.refinedet_shape), cpu + GPU_PROVIDERS),
-        (DeployModel('Mask R-CNN VoVNet-39',
-                     osp.join(ctx.root, MASKRCNN[0][1]),
+        (DeployModel(osp.splitext(osp.basename(mask_rcnn))[0],
+                     osp.join(ctx.root, mask_rcnn),
                      ctx.sizes.maskrcnn_shape,
                      dict(MASKRCNN_TEST, **ctx.sizes.maskrcnn_options)),
          GPU_PROVIDERS if ctx.device.startswith('cuda') else cpu +
