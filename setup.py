@@ -47,6 +47,9 @@ setup(
     extras_require={
         # energy per image on NVIDIA GPUs (NVML) and the benchmark plots
         'benchmark': ['nvidia-ml-py', 'matplotlib'],
+        # ONNX export and ONNX Runtime (vovdet.deploy.onnx, docs/deploy.md);
+        # tested with onnx 1.23.2 and onnxruntime 1.32.0
+        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18'],
     },
     license='Apache-2.0',
     zip_safe=False,

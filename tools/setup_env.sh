@@ -4,7 +4,8 @@
 # Creates .venv if missing, keeps an already-installed torch (e.g. a GPU
 # user's CUDA build), otherwise installs torch==2.13.0; builds mmcv==2.1.0
 # with ops (the wheel is cached by pip, so a second clean clone does not
-# rebuild); installs mmengine, mmdet, pycocotools and vovdet itself.
+# rebuild); installs mmengine, mmdet, pycocotools, onnx and onnxruntime
+# (the 'deploy' extra, so the tests cover the ONNX export) and vovdet itself.
 # A second run on the same checkout installs nothing.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ import sys, importlib.metadata as md
 import torch, mmcv, mmcv.ops, mmengine, mmdet, pycocotools, vovdet  # noqa: F401
 import seaborn, psutil  # noqa: F401  (mmdet's analysis tools)
 import mim  # noqa: F401  (openmim: mim search vovdet)
+import onnx, onnxruntime  # noqa: F401  (the 'deploy' extra)
 assert md.version('mmcv') == '2.1.0' and md.version('mmengine') == '0.10.7'
 assert md.version('mmdet') == '3.3.0'
 import os
@@ -59,9 +61,10 @@ if ! "$PY" -c 'import importlib.metadata as m, mmcv.ops; assert m.version("mmcv"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" --no-build-isolation mmcv==2.1.0
 fi
 
-# seaborn and psutil: mmdet's analyze_logs.py and benchmark.py import them
+# seaborn and psutil: mmdet's analyze_logs.py and benchmark.py import them;
+# onnx and onnxruntime: the 'deploy' extra (setup.py), for the ONNX tests
 "${PIP[@]}" mmengine==0.10.7 mmdet==3.3.0 pycocotools pytest matplotlib \
-    seaborn psutil
+    seaborn psutil onnx==1.23.2 onnxruntime==1.32.0
 # openmim (`mim search vovdet`, docs/model_zoo.md) without its declared
 # dependency opendatalab: mim never imports it, and its openxlab pins
 # setuptools==60.2.0, requests, rich and tqdm down, breaking torch's

@@ -22,11 +22,14 @@ from vovdet.analysis.benchmark import (BenchmarkSettings, EnergyMonitor,
                                        EnergyUnavailable, ModelSpec,
                                        PeakMemory, RaplMeter, autocast_network,
                                        benchmark_model, build_spec_model,
-                                       find_rapl_zones, fold_conv_bn,
-                                       format_result, paired_benchmark,
-                                       rapl_delta_uj, time_in_turns)
+                                       find_rapl_zones, format_result,
+                                       paired_benchmark, rapl_delta_uj,
+                                       time_in_turns)
 from vovdet.analysis.paper_table import (format_markdown, parse_backbone_spec,
                                          parse_entry, run_table)
+from tests.test_deploy.test_inference_form import (PreActivation,
+                                                   randomise_bn)
+from vovdet.deploy import ReparameterizationError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'configs', 'vovnet19slim_maskrcnn_shapes.py')
@@ -68,19 +71,6 @@ def rapl_tree(tmp_path):
     fake_zone(root, 'intel-rapl:2', 'psys', 10)
     fake_zone(root, 'intel-rapl-mmio:0', 'package-0', 10)
     return root, p0, p1
-
-
-def randomise_bn(model, seed=0):
-    """Non-trivial BN statistics, so that folding has something to fold."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
-    return model
 
 
 def test_rapl_delta_handles_wrap_around():
@@ -192,30 +182,6 @@ def test_backbone_benchmark_end_to_end_without_energy_sensor(tmp_path):
     assert 'batch 2 x 3 x 64 x 64, 1 warm-up + 2 timed' in report
 
 
-@pytest.mark.parametrize('spec, num_bn', [
-    # stem 3 + 4 stages x (5 layers + aggregation), all conv -> BN
-    (dict(type='VoVNet', arch='V-27-slim'), 27),
-    # stem + every dense layer's conv1 -> norm2; the pre-activation norms
-    # (norm1, transitions, final norm) precede their convs and stay
-    (dict(type='DenseNet', arch='121'), 1 + 6 + 12 + 24 + 16),
-])
-def test_fold_conv_bn_equals_unfused(spec, num_bn):
-    model = randomise_bn(MODELS.build(spec)).eval()
-    image = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        reference = model(image)
-        folded = fold_conv_bn(model)
-        outputs = model(image)
-    assert folded == num_bn
-    total_bn = sum(isinstance(m, _BatchNorm) for m in model.modules())
-    expected_left = 0 if spec['type'] == 'VoVNet' else 58 + 3 + 1
-    assert total_bn == expected_left
-    for ref, out in zip(reference, outputs):
-        # fp32 rounding, relative to the map's largest value
-        torch.testing.assert_close(
-            out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
-
-
 def test_repvgg_deploy_and_fusion_in_benchmark(tmp_path):
     model = randomise_bn(MODELS.build(dict(type='RepVGG', arch='A0')))
     train_params = sum(p.numel() for p in model.parameters())
@@ -231,24 +197,12 @@ def test_repvgg_deploy_and_fusion_in_benchmark(tmp_path):
     assert 'max relative output change' in format_result(result)
 
 
-class PreActivation(nn.Module):
-    """BN registered after the conv but applied before it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
-
-    def forward(self, x):
-        return self.conv(self.bn(x))
-
-
 def test_fusion_that_changes_outputs_is_refused(tmp_path):
     model = PreActivation()
     with torch.no_grad():
         model.bn.running_mean.fill_(2.0)
         model.bn.running_var.fill_(4.0)
-    with pytest.raises(RuntimeError, match='changed the output'):
+    with pytest.raises(ReparameterizationError, match='changed the output'):
         benchmark_model(model, tiny_settings(tmp_path, fuse_conv_bn=True))
 
 

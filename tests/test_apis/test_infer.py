@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_apis.test_reparameterize import (run_tool,
-                                                 save_trained_like_checkpoint,
-                                                 shapes_repvgg_config)
+from tests.test_deploy.test_reparameterize import (
+    run_tool, save_trained_like_checkpoint, shapes_repvgg_config)
 from vovdet.apis.common import run_cli
 from vovdet.apis.infer import (InferenceInputError, build_inferencer,
                                collect_inputs)
 from vovdet.apis.infer import main as infer_main
 from vovdet.apis.infer import prediction_dict, predict
-from vovdet.apis.reparameterize import ReparameterizationError
 from vovdet.datasets.shapes import SHAPES_CLASSES
 
 DEMO = 'configs/vovnet19slim_maskrcnn_shapes.py'
@@ -118,7 +116,7 @@ def test_infer_writes_a_video_and_per_frame_json(repvgg_run):
 
 def test_infer_deploy_predicts_what_the_training_form_predicts(repvgg_run):
     log = repvgg_run['log']
-    assert 're-parameterised backbone' in log
+    assert 'inference form: re-parameterised backbone' in log
     trained = build_inferencer(repvgg_run['config'], repvgg_run['ckpt'],
                                device='cpu')
     expected = prediction_dict(
@@ -170,6 +168,12 @@ def test_build_inferencer_errors(tmp_path):
         build_inferencer('no.py')
     with pytest.raises(InferenceInputError, match="checkpoint 'none.pth'"):
         build_inferencer(DEMO, weights='none.pth')
-    # VoVNet has nothing to fold: --deploy says so instead of running
-    with pytest.raises(ReparameterizationError, match='nothing to re-param'):
-        build_inferencer(DEMO, device='cpu', deploy=True)
+
+
+
+def test_deploy_of_a_model_without_branches_or_bn_is_the_model(capsys):
+    # the GN demo has nothing to fuse or fold: its inference form is itself
+    build_inferencer(DEMO, device='cpu', deploy=True)
+    assert '[infer] inference form: no branches to fuse, 0 BatchNorm ' \
+        'folded into convs, max relative output change 0.0e+00' in \
+        capsys.readouterr().out

@@ -26,9 +26,12 @@ fi
 
 if [ "${1:-}" = --prepare ]; then
     # Pinned pure-Python packages, plus the two binary wheels mmdet imports
-    # (pycocotools, shapely) for the GPU machine's CPython 3.12; everything
-    # else the suite needs is installed there (torch, torchvision, numpy,
-    # opencv-python-headless, scipy, matplotlib, rich, pyyaml, timm, ...).
+    # (pycocotools, shapely) and onnx (+ the protobuf it needs) for the
+    # ONNX step, for the GPU machine's CPython 3.12; everything else the
+    # suite needs is installed there (torch, torchvision, numpy,
+    # opencv-python-headless, scipy, matplotlib, rich, pyyaml, timm,
+    # onnxruntime, ...). ONNX Runtime's CUDA provider needs onnxruntime-gpu
+    # there; without it the ONNX step says it could not run.
     mkdir -p "$WHEELS"
     "$PYTHON" -m pip download --disable-pip-version-check --no-deps \
         --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -36,7 +39,8 @@ if [ "${1:-}" = --prepare ]; then
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d "$WHEELS" mmengine==0.10.7 mmdet==3.3.0 addict==2.4.0 \
         yapf==0.43.0 platformdirs==4.14.9 terminaltables==3.1.10 \
-        termcolor==3.3.0 pycocotools==2.0.11 shapely==2.2.0
+        termcolor==3.3.0 pycocotools==2.0.11 shapely==2.2.0 onnx==1.23.2 \
+        protobuf==7.36.2
     # mmcv 2.1.0 has no wheel on PyPI: build the pure-Python one
     # (MMCV_WITH_OPS=0) from the sdist. Its setup.py imports pkg_resources,
     # hence no build isolation and the venv's setuptools<80.

@@ -25,8 +25,9 @@ What is measured (the VoVNet paper's Tables 2 and 4, Sec. 4; definitions in
   why; no number is ever estimated. RAPL counts the whole CPU package, so
   other processes' work is included: measure on a quiet machine.
 
-Inference-time transforms: ``deploy`` calls ``switch_to_deploy()`` of the
-modules that have one (RepVGG's structural re-parameterisation),
+Inference-time transforms are :mod:`vovdet.deploy`'s inference form:
+``deploy`` calls ``switch_to_deploy()`` of the modules that have one
+(RepVGG's structural re-parameterisation; a model without one is refused),
 ``fuse_conv_bn`` folds every BatchNorm that directly follows a conv into it
 (mmcv's ``fuse_conv_bn``), ``channels_last`` converts weights and inputs to
 the NHWC memory format. Transformed models are checked against the original
@@ -50,19 +51,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
-from mmcv.cnn import fuse_conv_bn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from vovdet.apis.reparameterize import reparameterize_model
+from vovdet.deploy import to_inference_form
 
 from .complexity import build_model_from_config, get_complexity
 
 RAPL_ROOT = '/sys/class/powercap'
 PARTS = ('backbone', 'detector')
 MODES = ('inference', 'train')
-# Largest relative output change an inference transform may cause (fp32
-# folding of BN statistics; RepVGG's own tests reach ~1e-6).
-TRANSFORM_TOLERANCE = 1e-3
 # Package-level RAPL zones are intel-rapl:<n>; intel-rapl:<n>:<m> are their
 # sub-zones (core, uncore, dram) and intel-rapl-mmio:<n> a second interface
 # to the same package counter, so both would double count.
@@ -403,29 +399,6 @@ class PeakMemory:
         return peak / 2**20 if sys.platform == 'darwin' else peak / 1024
 
 
-def fold_conv_bn(model: nn.Module) -> int:
-    """Fold every BatchNorm that directly follows a conv into that conv.
-
-    Uses mmcv's ``fuse_conv_bn`` (in place): the conv gets
-    ``W * gamma / sigma`` and a bias, the BN becomes ``nn.Identity``.
-    GroupNorm cannot be folded (it normalises with per-image statistics)
-    and is left alone.
-
-    Args:
-        model (nn.Module): Model in eval mode.
-
-    Returns:
-        int: Number of BatchNorm layers folded.
-    """
-
-    def count(m: nn.Module) -> int:
-        return sum(isinstance(x, _BatchNorm) for x in m.modules())
-
-    before = count(model)
-    fuse_conv_bn(model)
-    return before - count(model)
-
-
 def _to_float32(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.float() if obj.is_floating_point() else obj
@@ -475,30 +448,6 @@ def autocast_network(detector: nn.Module, device_type: str) -> List[str]:
     return wrapped
 
 
-def _flat_tensors(obj: Any) -> List[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in _flat_tensors(item)]
-    if isinstance(obj, dict):
-        return [t for item in obj.values() for t in _flat_tensors(item)]
-    return []
-
-
-def max_relative_difference(reference: Any, other: Any) -> float:
-    """max |a - b| / max |a| over matching tensors of two outputs."""
-    ref, new = _flat_tensors(reference), _flat_tensors(other)
-    if len(ref) != len(new) or not ref:
-        raise ValueError(f'outputs differ in structure: {len(ref)} vs '
-                         f'{len(new)} tensors')
-    worst = 0.0
-    for a, b in zip(ref, new):
-        a, b = a.float(), b.float()
-        scale = a.abs().max().item() or 1.0
-        worst = max(worst, (a - b).abs().max().item() / scale)
-    return worst
-
-
 @dataclass
 class BenchmarkSettings:
     """How to run a benchmark.
@@ -515,8 +464,8 @@ class BenchmarkSettings:
         mode (str): ``'inference'`` or ``'train'`` (one ``train_step``
             = forward, loss, backward and optimizer step; detectors only).
         deploy (bool): Re-parameterise with
-            :func:`vovdet.apis.reparameterize.reparameterize_model`.
-        fuse_conv_bn (bool): Apply :func:`fold_conv_bn`.
+            :func:`vovdet.deploy.reparameterize_model`.
+        fuse_conv_bn (bool): Apply :func:`vovdet.deploy.fold_conv_bn`.
         channels_last (bool): NHWC weights and inputs.
         amp (bool): Run inference under ``torch.autocast`` with float16
             (mixed precision; FLOPs are counted in fp32, they are the
@@ -816,25 +765,17 @@ def prepare_model(model: nn.Module,
         model.eval()
         if settings.deploy or settings.fuse_conv_bn or \
                 settings.channels_last:
-            with torch.no_grad():
-                reference = check_forward(model)
-            if settings.deploy:
-                prepared.deployed = reparameterize_model(model)
-            if settings.fuse_conv_bn:
-                prepared.folded = fold_conv_bn(model)
-            model = model.to(memory_format=memory_format)
-            with torch.no_grad():
-                prepared.max_diff = max_relative_difference(
-                    reference, check_forward(model))
-            del reference
-            if prepared.max_diff > TRANSFORM_TOLERANCE:
-                raise RuntimeError(
-                    f'{name or type(model).__name__}: the inference '
-                    f'transforms changed the output by '
-                    f'{prepared.max_diff:.2e} (relative), above '
-                    f'{TRANSFORM_TOLERANCE}; a BN may not directly follow '
-                    f'the conv it was folded into. Benchmark without '
-                    f'--fuse-conv-bn/--deploy.')
+            # True: a '+deploy' model must have branches to fuse
+            form = to_inference_form(
+                model,
+                fuse_branches=settings.deploy,
+                fold_bn=settings.fuse_conv_bn,
+                channels_last=settings.channels_last,
+                check=check_forward,
+                name=name)
+            prepared.deployed = form.reparameterized
+            prepared.folded = form.folded_bn
+            prepared.max_diff = form.max_rel_diff
         complexity = get_complexity(
             model, image if settings.part == 'backbone' else torch.empty(0),
             forward_fn=lambda m, _: forward(m))

@@ -6,8 +6,8 @@ and returns a dict: ``summary`` (lines for the one-screen summary),
 (what it wrote itself) and any data for ``suite.json``. A step that cannot
 run here raises :class:`StepSkipped`.
 """
-import importlib.util
 import json
+import os
 import os.path as osp
 from dataclasses import asdict, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -350,17 +350,49 @@ def backbones_vs_timm(ctx: Any) -> Dict[str, Any]:
 
 
 def onnx(ctx: Any) -> Dict[str, Any]:
-    """The ONNX exports under ONNX Runtime (CUDA provider) and TensorRT."""
+    """The RefineDet and Mask R-CNN of ``ctx.sizes.onnx_configs`` (VoVNet-39
+    on a GPU, the slim shapes detectors in the dry run) exported to ONNX
+    with their post-processing, timed in turns with PyTorch (eager and inference form,
+    on the suite's device) under every ONNX Runtime provider that runs here
+    (CPU, CUDA, TensorRT; CPU for Mask R-CNN only in the dry run); the
+    providers that cannot run are reported with the reason
+    (:mod:`vovdet.analysis.deploy_benchmark`)."""
+    from vovdet.deploy import MissingDeployDependency
+    from vovdet.deploy.onnx import GPU_PROVIDERS, require
+
+    from .deploy_benchmark import (DeployModel, format_timing,
+                                   time_deploy_variants)
     try:
-        import onnxruntime
-        runtime = (f'onnxruntime {onnxruntime.__version__} providers '
-                   f'{onnxruntime.get_available_providers()}')
-    except ImportError as err:
-        runtime = f'onnxruntime not importable ({err})'
-    tensorrt = importlib.util.find_spec('tensorrt') is not None
-    found = f"{runtime}; TensorRT {'importable' if tensorrt else 'absent'}"
-    if importlib.util.find_spec('vovdet.deploy') is None:
-        raise StepSkipped('no ONNX exporter: vovdet.deploy does not exist '
-                          f'(the deploy issue has not landed); {found}')
-    raise StepSkipped('vovdet.deploy exists but this suite has no ONNX '
-                      f'step for it yet; {found}')
+        require('onnx')
+        require('onnxruntime')
+    except MissingDeployDependency as err:
+        raise StepSkipped(str(err)) from None
+    warmup, repeats = ctx.sizes.runs['maskrcnn']
+    cpu = ('CPUExecutionProvider', )
+    # ONNX Runtime's CPU provider on Mask R-CNN at 800x1333 would take the
+    # step's whole budget: only in the dry run, where it is all there is
+    refinedet, mask_rcnn = ctx.sizes.onnx_configs
+    models = (
+        (DeployModel(osp.splitext(osp.basename(refinedet))[0],
+                     osp.join(ctx.root, refinedet),
+                     ctx.sizes.refinedet_shape), cpu + GPU_PROVIDERS),
+        (DeployModel(osp.splitext(osp.basename(mask_rcnn))[0],
+                     osp.join(ctx.root, mask_rcnn),
+                     ctx.sizes.maskrcnn_shape,
+                     dict(MASKRCNN_TEST, **ctx.sizes.maskrcnn_options)),
+         GPU_PROVIDERS if ctx.device.startswith('cuda') else cpu +
+         GPU_PROVIDERS),
+    )
+    work_dir = osp.join(ctx.out_dir, 'onnx')
+    os.makedirs(work_dir, exist_ok=True)
+    lines, data = [], {}
+    for spec, providers in models:
+        timing = time_deploy_variants(spec, work_dir, ctx.threads or 1,
+                                      warmup, max(repeats, 1), ctx.device,
+                                      providers)
+        lines += format_timing(timing).splitlines()
+        data[spec.label] = asdict(timing)
+    markdown = '\n'.join(['# ONNX exports under ONNX Runtime', ''] +
+                         [f'    {line}' for line in lines]) + '\n'
+    files = _write_json_md(ctx, 'onnx', data, markdown)
+    return dict(summary=lines, files=files, models=data)

@@ -195,8 +195,9 @@ def run_cli(main: Callable[[], Any],
     without effect, missing data or inference inputs, malformed
     annotations, model configs that do not fit their data or themselves,
     non-finite losses, unsafe, corrupt, missing or misfitting checkpoints,
-    a work dir in use, models that cannot be re-parameterised) into an
-    ``error: ...`` message and exit status 1 instead of a traceback.
+    a work dir in use, models that cannot be re-parameterised or exported,
+    a missing ``deploy`` extra) into an ``error: ...`` message and exit
+    status 1 instead of a traceback.
 
     A distributed run then destroys its process group and ends through
     ``end_process`` with the exit status it would have had (0, 1 after an
@@ -212,7 +213,8 @@ def run_cli(main: Callable[[], Any],
             :func:`vovdet.utils.end_distributed_process`.
     """
     from vovdet.apis.infer import InferenceInputError
-    from vovdet.apis.reparameterize import ReparameterizationError
+    from vovdet.deploy import (ExportError, MissingDeployDependency,
+                               ReparameterizationError)
     from vovdet.engine import CheckpointMismatchError, NonFiniteLossError
     from vovdet.utils import (CheckpointNotFoundError, ConfigOverrideError,
                               CorruptCheckpointError, DatasetNotFoundError,
@@ -225,11 +227,11 @@ def run_cli(main: Callable[[], Any],
             main()
         except (CheckpointMismatchError, CheckpointNotFoundError,
                 ConfigNotFoundError, ConfigOverrideError, ConfigSyntaxError,
-                CorruptCheckpointError, DatasetNotFoundError,
+                CorruptCheckpointError, DatasetNotFoundError, ExportError,
                 InferenceInputError, MalformedAnnotationError,
-                ModelConfigError, NonFiniteLossError,
-                ReparameterizationError, UnsafeCheckpointError,
-                WorkDirBusyError) as e:
+                MissingDeployDependency, ModelConfigError,
+                NonFiniteLossError, ReparameterizationError,
+                UnsafeCheckpointError, WorkDirBusyError) as e:
             print(f'error: {e}', file=sys.stderr)
             raise SystemExit(1) from None
     except BaseException as e:

@@ -30,7 +30,6 @@ from mmdet.structures import DetDataSample
 from vovdet.utils.model_index import find_model
 
 from .common import parse
-from .reparameterize import reparameterize_model
 
 # mmdet's DetInferencer reads these from folders (mmdet.apis.det_inferencer)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -130,8 +129,9 @@ def build_inferencer(model: str,
         device (str, optional): ``cpu``, ``cuda``, ``cuda:1`` ...; the
             default is CUDA when available.
         deploy (bool): Convert the model to its inference form
-            (:func:`vovdet.apis.reparameterize.reparameterize_model`: RepVGG
-            branches folded into single convs) after loading the weights.
+            (:func:`vovdet.deploy.to_inference_form`: RepVGG branches fused,
+            BatchNorms folded into convs, checked on one random image)
+            after loading the weights.
 
     Returns:
         VoVDetInferencer: Ready to call.
@@ -149,9 +149,10 @@ def build_inferencer(model: str,
         model=model, weights=weights, device=device, scope='vovdet',
         show_progress=False)
     if deploy:
-        converted = reparameterize_model(inferencer.model)
-        print(f"[infer] re-parameterised {', '.join(converted)} "
-              f'(inference form)', flush=True)
+        from vovdet.deploy import feature_check, to_inference_form
+        form = to_inference_form(inferencer.model,
+                                 check=feature_check(inferencer.model))
+        print(f'[infer] {form}', flush=True)
     return inferencer
 
 
@@ -315,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'CUDA when available)')
     parser.add_argument(
         '--deploy', action='store_true', help='run the inference form '
-        '(RepVGG branches folded into single convs)')
+        '(RepVGG branches fused, BatchNorms folded into convs; '
+        'vovdet.deploy)')
     return parser
 
 

@@ -24,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--wait-time', type=float, default=2, help='seconds per shown image')
     parser.add_argument(
-        '--deploy', action='store_true', help='re-parameterise the loaded '
-        'model (RepVGG branches folded into single convs) before testing')
+        '--deploy', action='store_true', help='test the inference form of '
+        'the loaded model (RepVGG branches fused into single convs, '
+        'BatchNorms folded into convs; vovdet.deploy)')
     add_common_args(parser)
     return parser
 
@@ -51,8 +52,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     runner.register_hook(
         CheckpointFitHook(args.checkpoint, refuse_mismatch=True))
     if args.deploy:
-        from .reparameterize import ReparameterizeHook
-        runner.register_hook(ReparameterizeHook())
+        from vovdet.deploy import InferenceFormHook
+        runner.register_hook(InferenceFormHook())
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))

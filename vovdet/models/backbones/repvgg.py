@@ -10,7 +10,7 @@ Because every branch is linear at inference, the three collapse into a
 single 3x3 conv with bias; :func:`repvgg_fused_kernel_bias` computes it and
 ``switch_to_deploy()`` installs it.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -55,17 +55,23 @@ arch_settings = {
 GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 
 
-def fuse_conv_norm(kernel: torch.Tensor, norm: nn.Module,
-                   name: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Fold an inference-mode norm layer into the bias-free conv before it.
+def fuse_conv_norm(
+        kernel: torch.Tensor,
+        norm: nn.Module,
+        name: str,
+        conv_bias: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fold an inference-mode norm layer into the conv before it.
 
     ``norm(conv(x)) = conv'(x)`` with ``W' = W * gamma / sigma`` and
-    ``b' = beta - mu * gamma / sigma``, ``sigma = sqrt(running_var + eps)``.
+    ``b' = beta + (b - mu) * gamma / sigma``, ``sigma = sqrt(running_var +
+    eps)`` (``b = 0`` for a bias-free conv).
 
     Args:
         kernel (Tensor): Conv weight of shape (C_out, C_in / groups, k, k).
         norm (nn.Module): The norm layer that follows the conv.
         name (str): Qualified name of ``norm``, used in the error message.
+        conv_bias (Tensor, optional): The conv's bias, if it has one.
 
     Returns:
         tuple[Tensor, Tensor]: The folded weight and bias.
@@ -85,8 +91,9 @@ def fuse_conv_norm(kernel: torch.Tensor, norm: nn.Module,
     gamma = norm.weight if norm.affine else torch.ones_like(std)
     beta = norm.bias if norm.affine else torch.zeros_like(std)
     scale = gamma / std
-    bias = beta - norm.running_mean * scale
-    return kernel * scale.reshape(-1, 1, 1, 1), bias
+    shift = -norm.running_mean if conv_bias is None else \
+        conv_bias - norm.running_mean
+    return kernel * scale.reshape(-1, 1, 1, 1), beta + shift * scale
 
 
 def identity_kernel(channels: int,

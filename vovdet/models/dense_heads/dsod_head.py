@@ -25,7 +25,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from .detection_output import per_class_topk
+from .detection_output import decode_candidates, flatten_levels
 from .ssd_head import PredictableSSDHead
 
 
@@ -187,22 +187,14 @@ class DSODHead(PredictableSSDHead):
         and the ``max_per_img`` best (mmdet's ``_bbox_post_process``).
         """
         cfg = copy.deepcopy(self.test_cfg if cfg is None else cfg)
-        cls_scores = torch.cat([
-            score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
-            for score in cls_score_list
-        ])
-        bbox_preds = torch.cat([
-            pred.permute(1, 2, 0).reshape(-1, 4) for pred in bbox_pred_list
-        ])
-        priors = torch.cat(mlvl_priors)
-        scores, labels, inds = per_class_topk(
-            cls_scores.softmax(-1)[:, :-1], cfg.get('score_thr', 0),
-            cfg.get('nms_pre', -1))
+        cls_scores = flatten_levels([s[None] for s in cls_score_list],
+                                    self.cls_out_channels)[0]
+        bbox_preds = flatten_levels([p[None] for p in bbox_pred_list], 4)[0]
         results = InstanceData()
-        results.bboxes = self.bbox_coder.decode(
-            priors[inds], bbox_preds[inds], max_shape=img_meta['img_shape'])
-        results.scores = scores
-        results.labels = labels
+        results.bboxes, results.scores, results.labels = decode_candidates(
+            cls_scores.softmax(-1)[:, :-1], torch.cat(mlvl_priors),
+            bbox_preds, self.bbox_coder, cfg.get('score_thr', 0),
+            cfg.get('nms_pre', -1), max_shape=img_meta['img_shape'])
         return self._bbox_post_process(
             results=results,
             cfg=cfg,

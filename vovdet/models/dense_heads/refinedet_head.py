@@ -33,7 +33,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..layers.res_bottleneck import res_bottleneck
-from .detection_output import per_class_topk
+from .detection_output import decode_candidates, flatten_levels
 
 
 def hard_negative_mining(cls_losses: Tensor, pos_mask: Tensor,
@@ -263,17 +263,6 @@ class RefineDetHead(BaseDenseHead):
             outs[3].append(self.odm_reg_convs[level](odm))
         return outs
 
-    @staticmethod
-    def _flatten(maps: List[Tensor], channels: int) -> Tensor:
-        """``(B, A*K, H, W)`` per level -> ``(B, sum(H*W*A), K)``.
-
-        The anchor order (level, y, x, anchor) is the prior generator's.
-        """
-        return torch.cat([
-            m.permute(0, 2, 3, 1).reshape(m.size(0), -1, channels)
-            for m in maps
-        ], 1)
-
     def _anchors(self, maps: List[Tensor]) -> Tensor:
         """All anchors of the levels, ``(num_anchors, 4)``."""
         return torch.cat(
@@ -430,10 +419,10 @@ class RefineDetHead(BaseDenseHead):
             ``loss_odm_cls``, ``loss_odm_bbox``.
         """
         anchors = self._anchors(arm_cls_scores)
-        arm_cls = self._flatten(arm_cls_scores, 2)
-        arm_deltas = self._flatten(arm_bbox_preds, 4)
-        odm_cls = self._flatten(odm_cls_scores, self.cls_out_channels)
-        odm_deltas = self._flatten(odm_bbox_preds, 4)
+        arm_cls = flatten_levels(arm_cls_scores, 2)
+        arm_deltas = flatten_levels(arm_bbox_preds, 4)
+        odm_cls = flatten_levels(odm_cls_scores, self.cls_out_channels)
+        odm_deltas = flatten_levels(odm_bbox_preds, 4)
         num_imgs = arm_cls.size(0)
 
         labels, valid, targets = self.get_targets(
@@ -459,6 +448,50 @@ class RefineDetHead(BaseDenseHead):
             loss_odm_cls=loss_odm_cls,
             loss_odm_bbox=loss_odm_bbox)
 
+    def detection_candidates(
+            self,
+            arm_cls_scores: List[Tensor],
+            arm_bbox_preds: List[Tensor],
+            odm_cls_scores: List[Tensor],
+            odm_bbox_preds: List[Tensor],
+            cfg: ConfigDict,
+            max_shapes: Sequence[Optional[Sequence[int]]]
+    ) -> List[Tuple[Tensor, Tensor, Tensor]]:
+        """Per image, the ODM detections before NMS.
+
+        As Caffe's ``DetectionOutput``: the filtered anchors dropped, the
+        softmax class scores above ``score_thr`` and the ``nms_pre`` best of
+        *each class* (Caffe's per-class ``top_k``) kept and decoded from the
+        refined anchors. Traceable: the ONNX export runs it too.
+
+        Args:
+            arm_cls_scores, arm_bbox_preds, odm_cls_scores, odm_bbox_preds
+                (list[Tensor]): The outputs of :meth:`forward`.
+            cfg (ConfigDict): Test config.
+            max_shapes (Sequence): Per image, the ``(H, W)`` to clip the
+                boxes to, or None for unclipped boxes.
+
+        Returns:
+            list[tuple[Tensor, Tensor, Tensor]]: Boxes ``(n, 4)``, scores
+            and labels of each image.
+        """
+        anchors = self._anchors(arm_cls_scores)
+        refined, keep = self.refine_anchors(
+            anchors, flatten_levels(arm_cls_scores, 2),
+            flatten_levels(arm_bbox_preds, 4))
+        odm_cls = flatten_levels(odm_cls_scores, self.cls_out_channels)
+        odm_deltas = flatten_levels(odm_bbox_preds, 4)
+        candidates = []
+        for i, max_shape in enumerate(max_shapes):
+            kept = keep[i].nonzero()[:, 0]
+            candidates.append(
+                decode_candidates(
+                    odm_cls[i, kept].detach().softmax(-1)[:, :-1],
+                    refined[i, kept], odm_deltas[i, kept].detach(),
+                    self.bbox_coder, cfg.get('score_thr', 0),
+                    cfg.get('nms_pre', -1), max_shape=max_shape))
+        return candidates
+
     def predict_by_feat(self,
                         arm_cls_scores: List[Tensor],
                         arm_bbox_preds: List[Tensor],
@@ -470,10 +503,7 @@ class RefineDetHead(BaseDenseHead):
                         with_nms: bool = True) -> InstanceList:
         """Decode ODM boxes from the refined anchors and run NMS.
 
-        Per image, as Caffe's ``DetectionOutput``: drop the filtered
-        anchors, take the softmax class scores above ``score_thr`` and the
-        ``nms_pre`` best of *each class* (Caffe's per-class ``top_k``),
-        decode them from the refined anchors (clipped to the image), then
+        Per image, :meth:`detection_candidates` (clipped to the image), then
         per-class NMS and the ``max_per_img`` best (``keep_top_k``).
 
         Args:
@@ -492,25 +522,14 @@ class RefineDetHead(BaseDenseHead):
         """
         cfg = ConfigDict(
             copy.deepcopy(self.test_cfg if cfg is None else cfg))
-        anchors = self._anchors(arm_cls_scores)
-        refined, keep = self.refine_anchors(
-            anchors, self._flatten(arm_cls_scores, 2),
-            self._flatten(arm_bbox_preds, 4))
-        odm_cls = self._flatten(odm_cls_scores, self.cls_out_channels)
-        odm_deltas = self._flatten(odm_bbox_preds, 4)
+        candidates = self.detection_candidates(
+            arm_cls_scores, arm_bbox_preds, odm_cls_scores, odm_bbox_preds,
+            cfg, [meta['img_shape'] for meta in batch_img_metas])
         results_list = []
-        for i, img_meta in enumerate(batch_img_metas):
-            kept = keep[i]
-            scores = odm_cls[i, kept].detach().softmax(-1)[:, :-1]
-            scores, labels, inds = per_class_topk(
-                scores, cfg.get('score_thr', 0), cfg.get('nms_pre', -1))
-            results = InstanceData()
-            results.bboxes = self.bbox_coder.decode(
-                refined[i, kept][inds],
-                odm_deltas[i, kept][inds].detach(),
-                max_shape=img_meta['img_shape'])
-            results.scores = scores
-            results.labels = labels
+        for (bboxes, scores, labels), img_meta in zip(candidates,
+                                                      batch_img_metas):
+            results = InstanceData(
+                bboxes=bboxes, scores=scores, labels=labels)
             results_list.append(
                 self._bbox_post_process(
                     results=results,

@@ -1,5 +1,6 @@
 """Whole-detector re-parameterisation: in memory, through the checkpoint
-tool (tools/reparameterize.py) and on the fly (tools/test.py --deploy)."""
+tool (tools/reparameterize.py) and on the fly as part of the inference form
+(tools/test.py --deploy)."""
 import os
 import os.path as osp
 import pickle
@@ -16,10 +17,9 @@ from mmengine.runner.checkpoint import save_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import vovdet  # noqa: F401
-from vovdet.apis.reparameterize import (ReparameterizationError,
-                                        deployable_modules,
-                                        reparameterize_model)
 from vovdet.apis.reparameterize import main as reparameterize_main
+from vovdet.deploy import (ReparameterizationError, deployable_modules,
+                           reparameterize_model)
 from vovdet.models.backbones.repvgg import RepVGGBlock
 from vovdet.utils import safe_load_checkpoint
 
@@ -243,7 +243,7 @@ def test_checkpoint_roundtrip_through_cli_and_test_deploy(
                          '--out', pkl])
         log = proc.stdout + proc.stderr
         assert 'coco/bbox_mAP' in log
-        assert ('re-parameterised backbone for deployment' in log) == (
+        assert ('inference form: re-parameterised backbone' in log) == (
             name == 'on_the_fly')
         preds[name] = load_preds(pkl)
     assert len(preds['converted']) == 4
