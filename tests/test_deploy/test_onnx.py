@@ -18,7 +18,7 @@ from vovdet.apis.export_onnx import main as export_main
 from vovdet.deploy import (ExportError, MissingDeployDependency,
                            OnnxDetector, build_detector, export_onnx)
 from vovdet.deploy.onnx import (BOX_TOLERANCE, MASK_IOU, SCORE_TOLERANCE,
-                                compare_detections, require)
+                                compare_detections, default_shape, require)
 from vovdet.deploy.ops import extract_roi_features, paste_masks
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -234,6 +234,17 @@ def test_unsupported_family_and_opset_are_refused(tmp_path):
                        'to 20, got --opset 13'):
         export_onnx(model, str(tmp_path / 'm.onnx'), (64, 64), opset=13)
     assert not osp.exists(tmp_path / 'ssd.onnx')
+
+
+def test_default_export_shape_is_the_padded_test_scale():
+    shape = {name: default_shape(Config.fromfile(osp.join(CONFIGS, name)))
+             for name in ('vovnet39_maskrcnn_coco.py',
+                          'vovnet39_refinedet320_coco.py',
+                          'vovnet27slim_dsod160_shapes.py')}
+    # (1333, 800) with keep_ratio: the largest image, padded to 32
+    assert shape == {'vovnet39_maskrcnn_coco.py': (800, 1344),
+                     'vovnet39_refinedet320_coco.py': (320, 320),
+                     'vovnet27slim_dsod160_shapes.py': (160, 160)}
 
 
 def test_missing_runtime_names_the_deploy_extra():

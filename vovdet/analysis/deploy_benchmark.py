@@ -310,6 +310,15 @@ def format_markdown(bench: DeployBenchmark) -> str:
                 'image:', ''] + parity) + '\n'
 
 
+def load_deploy_benchmark(path: str) -> DeployBenchmark:
+    """A :class:`DeployBenchmark` from its ``.json``."""
+    with open(path) as f:
+        data = json.load(f)
+    models = [DeployTiming(**dict(m, shape=tuple(m['shape'])))
+              for m in data.pop('models')]
+    return DeployBenchmark(models=models, **data)
+
+
 def write_deploy_benchmark(bench: DeployBenchmark, out_dir: str,
                            stem: str = 'deploy_cpu') -> List[str]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (speed-ups
@@ -326,6 +335,6 @@ def write_deploy_benchmark(bench: DeployBenchmark, out_dir: str,
     plot_bars(
         paths[2],
         f'Speed-up over PyTorch eager, {bench.threads} thread(s), batch 1',
-        [m.label.replace(' ', '\n', 1) for m in bench.models],
+        ['\n'.join(m.label.rsplit(' ', 1)) for m in bench.models],
         {v: [m.speed_ups[v] for m in bench.models] for v in variants})
     return paths
