@@ -124,28 +124,31 @@ def test_onnx_runtime_matches_predict_at_two_sizes(family, tmp_path,
 
 
 # Each backbone type (and the OSA-FPN neck) in the shapes Mask R-CNN,
-# exported at 64x64: the backbone and neck of the named COCO config.
+# exported at 64x64: the backbone and neck of the named COCO config, with
+# backbone overrides and the neck inputs they need.
 BACKBONES = {
-    'VoVNet V1 (V-39, residual)': ('vovnet39_maskrcnn_coco.py', False),
+    'VoVNet V1 (V-39, residual)': ('vovnet39_maskrcnn_coco.py', {}, None),
     'VoVNet V2 + OSA-FPN-lite': (
-        'vovnet2_19slimdw_osafpnlite_maskrcnn_coco.py', True),
-    'RepVGG-A0 (branches fused)': ('repvgg_a0_maskrcnn_coco.py', False),
-    'EfficientNet-B0': ('efficientnet_b0_maskrcnn_coco.py', False),
-    'DenseNet-201': ('densenet201_maskrcnn_coco.py', False),
+        'vovnet2_19slimdw_osafpnlite_maskrcnn_coco.py', {}, 'whole neck'),
+    'RepVGG-A0 (branches fused)': ('repvgg_a0_maskrcnn_coco.py', {}, None),
+    'EfficientNet-B0': ('efficientnet_b0_maskrcnn_coco.py', {}, None),
+    'DenseNet-121': ('densenet201_maskrcnn_coco.py', dict(arch='121'),
+                     [256, 512, 1024, 1024]),
 }
 
 
 @pytest.mark.parametrize('name', BACKBONES)
 def test_every_backbone_exports(name, tmp_path, shapes_root):
-    source, whole_neck = BACKBONES[name]
+    source, overrides, neck = BACKBONES[name]
     cfg = Config.fromfile(osp.join(CONFIGS, FAMILIES['Mask R-CNN'][0]))
     other = Config.fromfile(osp.join(CONFIGS, source))
     cfg.model.backbone = other.model.backbone
-    if whole_neck:
+    cfg.model.backbone.update(overrides)
+    if neck == 'whole neck':
         other.model.neck.out_channels = cfg.model.neck.out_channels
         cfg.model.neck = other.model.neck
     else:
-        cfg.model.neck.in_channels = other.model.neck.in_channels
+        cfg.model.neck.in_channels = neck or other.model.neck.in_channels
     config = str(tmp_path / 'swap.py')
     cfg.dump(config)
     model = build(config, SMALL_MASK_RCNN)

@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from vovdet.models.dense_heads import (DSODHead, decode_candidates,
-                                      flatten_levels)
+                                       flatten_levels)
 
 from .base import DetectorExport
 from .ops import clip_boxes, dense_post_process, image_shape
