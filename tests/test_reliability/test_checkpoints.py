@@ -165,12 +165,15 @@ def test_old_style_checkpoints_still_load_through_the_allow_list(
     assert old['meta'] == new['meta']
 
 
-def test_last_checkpoint_is_relative_to_the_work_dir(tiny_run):
-    with open(os.path.join(tiny_run.work_dir, 'last_checkpoint')) as f:
-        assert f.read() == 'iter_2.pth'
+def test_last_checkpoint_is_written_atomically_as_mmengine_reads_it(
+        tiny_run):
     # written through a temporary file renamed over it: none is left
     assert not [n for n in os.listdir(tiny_run.work_dir) if n.endswith(
         '.tmp')]
+    # an absolute path, so mmengine's own auto-resume still finds it
+    from mmengine.runner import find_latest_checkpoint
+    assert find_latest_checkpoint(tiny_run.work_dir) == tiny_run.checkpoint
+    assert os.path.isabs(tiny_run.checkpoint)
 
 
 def make_work_dir(folder, pointer):
@@ -182,10 +185,11 @@ def make_work_dir(folder, pointer):
 
 
 def test_resume_finds_the_work_dirs_own_checkpoint(tmp_path):
-    # relative (what PortableCheckpointHook writes): moves with the dir
-    moved = make_work_dir(tmp_path / 'moved', 'iter_2.pth')
+    # a relative path is taken relative to the work dir
+    moved = make_work_dir(tmp_path / 'relative', 'iter_2.pth')
     assert find_resume_checkpoint(moved) == os.path.join(moved, 'iter_2.pth')
-    # absolute (mmengine's) into a folder that is gone: the dir was moved
+    # absolute (what mmengine and PortableCheckpointHook write) into a
+    # folder that is gone: the dir was moved
     gone = make_work_dir(tmp_path / 'moved_old',
                          str(tmp_path / 'gone' / 'iter_2.pth'))
     assert find_resume_checkpoint(gone) == os.path.join(gone, 'iter_2.pth')

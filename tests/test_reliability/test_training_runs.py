@@ -101,8 +101,8 @@ STALE = '.iter_2.pth.a1b2c3d4.tmp'
 
 @pytest.fixture(scope='module')
 def killed_run(tmp_path_factory, tiny_run, shapes_root):
-    """A copy of the shared work dir, as if moved (last_checkpoint holds
-    mmengine's absolute path into a folder that is gone), then:
+    """A copy of the shared work dir, as if moved (its last_checkpoint holds
+    an absolute path into a folder that is gone), then:
 
     1. trainer A trains into it with a persistent data-loader worker and a
        load_from that fits in part;
@@ -197,7 +197,7 @@ def test_lock_of_a_killed_run_does_not_block_and_a_moved_work_dir_resumes(
     [resumed] = sorted(set(p.name for p in work.iterdir() if p.is_dir()) -
                        set(killed_run.runs_after))
     assert logged_iters(str(work / resumed)) == [3, 4]
-    assert (work / 'last_checkpoint').read_text() == 'iter_4.pth'
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_4.pth')
     assert not (work / WorkDirLock.FILENAME).exists()  # released
 
 

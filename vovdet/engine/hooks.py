@@ -86,7 +86,7 @@ class FiniteLossHook(Hook):
 @HOOKS.register_module()
 class PortableCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` writing checkpoints that any process
-    can load, and a ``last_checkpoint`` pointer that moves with the work dir.
+    can load, and a ``last_checkpoint`` pointer that cannot be left empty.
 
     - ``before_save_checkpoint``: every entry but ``state_dict`` goes
       through :func:`vovdet.utils.to_plain`, so the file holds only tensors
@@ -95,10 +95,12 @@ class PortableCheckpointHook(CheckpointHook):
       :func:`vovdet.utils.safe_load_checkpoint` (mmengine's loader once
       vovdet is imported) turns the entries back for ``--resume``.
     - ``last_checkpoint`` is written atomically (mmengine truncates and
-      rewrites it, so a kill in between left it empty) and holds the
-      checkpoint's path relative to the work dir (mmengine's absolute path
-      broke a moved work dir and made a copied one resume from the
-      original); :func:`vovdet.utils.find_resume_checkpoint` reads both.
+      rewrites it, so a kill in between left it empty). It holds the
+      checkpoint's absolute path, as mmengine's does, so mmengine's own
+      ``--resume`` still reads it; ``tools/train.py --resume`` resolves it
+      against the work dir's own files
+      (:func:`vovdet.utils.find_resume_checkpoint`), so a moved or copied
+      work dir resumes from its own checkpoint.
     - ``before_train`` deletes the hidden temporary files a save killed
       midway left in the checkpoint folder
       (:func:`vovdet.utils.remove_stale_temp_files`).
@@ -160,10 +162,10 @@ class PortableCheckpointHook(CheckpointHook):
 
     def _write_last_checkpoint(self, runner) -> None:
         """Point ``<work_dir>/last_checkpoint`` at the checkpoint just
-        saved, relative to the work dir (a URL stays as it is)."""
+        saved (its absolute path; a URL stays as it is)."""
         target = str(self.last_ckpt)
         if '://' not in target:
-            target = osp.relpath(target, runner.work_dir)
+            target = osp.abspath(target)
         atomic_write(target.encode('utf-8'),
                      osp.join(runner.work_dir, 'last_checkpoint'))
 

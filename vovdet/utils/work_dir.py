@@ -7,9 +7,10 @@
   ``<work_dir>/.train.lock``, which the kernel releases when its process
   dies, so a killed run never leaves it stuck.
 - :func:`find_resume_checkpoint`: what ``--resume`` without a path resumes
-  from. mmengine's ``last_checkpoint`` held an absolute path (a moved work
-  dir could not resume, a copied one silently resumed from the original)
-  and an empty one failed with "checkpoint '' does not exist".
+  from. ``last_checkpoint`` holds an absolute path, which mmengine took as
+  it was: a moved work dir could not resume, a copied one silently resumed
+  from the original, and an empty pointer failed with "checkpoint '' does
+  not exist".
 """
 import fcntl
 import glob
@@ -139,11 +140,11 @@ class WorkDirLock:
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint ``--resume`` (without a path) continues from.
 
-    Reads ``<work_dir>/last_checkpoint``. A relative path (what
-    :class:`vovdet.engine.PortableCheckpointHook` writes) is taken relative
-    to ``work_dir``. An absolute one (mmengine's) that points into another
-    folder while ``work_dir`` has a file of the same name is taken as that
-    file: the work dir was copied or moved.
+    Reads ``<work_dir>/last_checkpoint``. An absolute path (what mmengine
+    and :class:`vovdet.engine.PortableCheckpointHook` write) that points
+    into another folder while ``work_dir`` has a file of the same name is
+    taken as that file: the work dir was copied or moved. A relative path
+    is taken relative to ``work_dir``.
 
     Args:
         work_dir (str): The training's work dir.
