@@ -1,11 +1,8 @@
 """Whole-detector re-parameterisation: in memory, through the checkpoint
 tool (tools/reparameterize.py) and on the fly as part of the inference form
 (tools/test.py --deploy)."""
-import os
 import os.path as osp
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,6 +14,7 @@ from mmengine.runner.checkpoint import save_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import vovdet  # noqa: F401
+from tests import helpers
 from vovdet.apis.reparameterize import main as reparameterize_main
 from vovdet.deploy import (ReparameterizationError, deployable_modules,
                            reparameterize_model)
@@ -173,14 +171,8 @@ def save_trained_like_checkpoint(config, path):
 
 
 def run_tool(args, check=True):
-    proc = subprocess.run(
-        [sys.executable] + args, cwd=ROOT, capture_output=True, text=True,
-        env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
-            f'{proc.stderr[-5000:]}')
-    return proc
+    """``tests.helpers.run_tool`` on one thread."""
+    return helpers.run_tool(args, env=dict(OMP_NUM_THREADS='1'), check=check)
 
 
 def load_preds(path):
