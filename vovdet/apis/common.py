@@ -47,6 +47,26 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def add_cfg_options(parser: argparse.ArgumentParser,
+                    what: str = 'before building the model') -> None:
+    """The ``--cfg-options`` argument of the deploy and analysis tools."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptionsAction,
+        help=f'override config entries {what}, e.g. key=value or '
+        'key="[a,b]"; no spaces')
+
+
+def require_files(**paths: str) -> None:
+    """Stop with ``error: <what> '<path>' does not exist`` for the first
+    keyword (``config=...``, ``checkpoint=...``) naming no file."""
+    for what, path in paths.items():
+        if not osp.isfile(path):
+            raise SystemExit(f"error: {what.replace('_', ' ')} '{path}' "
+                             f'does not exist')
+
+
 class ConfigSyntaxError(ValueError):
     """A config file that is not valid Python, with its path and line."""
 

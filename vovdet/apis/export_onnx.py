@@ -1,10 +1,9 @@
 """``tools/deploy/export_onnx.py``: export a trained detector, post-processing
 included, to ONNX (library: :mod:`vovdet.deploy.onnx`)."""
 import argparse
-import os.path as osp
 from typing import List, Optional
 
-from .common import CfgOptionsAction, parse
+from .common import add_cfg_options, parse, require_files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--no-fold-bn', action='store_true',
         help='keep BatchNorms as separate layers')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptionsAction,
-        help='override config entries before building the model')
+    add_cfg_options(parser)
     return parser
 
 
@@ -44,10 +39,7 @@ def main(argv: Optional[List[str]] = None):
     :class:`~vovdet.deploy.onnx.ExportResult`."""
     from vovdet.deploy.onnx import build_detector, default_shape, export_onnx
     args = parse(build_parser(), argv)
-    for what, path in (('config', args.config),
-                       ('checkpoint', args.checkpoint)):
-        if not osp.isfile(path):
-            raise SystemExit(f"error: {what} '{path}' does not exist")
+    require_files(config=args.config, checkpoint=args.checkpoint)
     model, cfg = build_detector(args.config, args.checkpoint,
                                 args.cfg_options)
     shape = tuple(args.shape) if args.shape else default_shape(cfg)

@@ -1,12 +1,11 @@
 """``tools/reparameterize.py``: write a trained detector's deploy-form
 checkpoint and config (library: :mod:`vovdet.deploy.reparameterize`)."""
 import argparse
-import os.path as osp
 from typing import List, Optional
 
 from vovdet.deploy import ReparameterizationError, reparameterize_checkpoint
 
-from .common import CfgOptionsAction, parse
+from .common import add_cfg_options, parse, require_files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,22 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--out-config', help='deploy config to write (default: '
         '<dir of OUT>/<config name>_deploy.py)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptionsAction,
-        help='override config entries before building the model')
+    add_cfg_options(parser)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     """Run ``tools/reparameterize.py``; returns the written paths."""
     args = parse(build_parser(), argv)
-    if not osp.isfile(args.config):
-        raise SystemExit(f"error: config '{args.config}' does not exist")
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(
-            f"error: checkpoint '{args.checkpoint}' does not exist")
+    require_files(config=args.config, checkpoint=args.checkpoint)
     try:
         result = reparameterize_checkpoint(args.config, args.checkpoint,
                                            args.out, args.out_config,

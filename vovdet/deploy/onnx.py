@@ -198,6 +198,10 @@ class OnnxDetector:
             sess_options=options,
             providers=list(providers or ['CPUExecutionProvider']))
         self.output_names = [o.name for o in self.session.get_outputs()]
+        dims = self.session.get_inputs()[0].shape[-2:]
+        # (H, W) of a fixed-size graph; None when either is dynamic
+        self.input_size = tuple(dims) if all(
+            isinstance(d, int) for d in dims) else None
 
     def __call__(self, image: Any) -> Dict[str, np.ndarray]:
         """Run on a ``(1, 3, H, W)`` float image (tensor or array)."""
@@ -394,6 +398,20 @@ def export_onnx(model: nn.Module,
         providers=provider_report(out, image.cpu()) if gpu_providers else {})
 
 
+def load_config(config: str, cfg_options: Optional[dict] = None) -> Any:
+    """The config with ``cfg_options`` merged, our modules registered and
+    mmdet as the default scope."""
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import vovdet  # noqa: F401  (registers our modules)
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def build_detector(config: str,
                    checkpoint: Optional[str] = None,
                    cfg_options: Optional[dict] = None) -> Tuple[nn.Module,
@@ -401,15 +419,9 @@ def build_detector(config: str,
     """Build a config's detector in eval mode and load its checkpoint
     (through the safe loader); returns ``(model, cfg)``."""
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
-    import vovdet  # noqa: F401  (registers our modules)
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(config, cfg_options)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
