@@ -90,7 +90,7 @@ def int8_study(spec: Int8Model,
                work_dir: str,
                calibration_images: int = 64,
                method: str = 'MinMax',
-               per_channel: bool = True,
+               scheme: Optional[dict] = None,
                threads: int = 1,
                warmup: int = 2,
                rounds: int = 20,
@@ -105,7 +105,9 @@ def int8_study(spec: Int8Model,
         calibration_images (int): Training images to calibrate on.
         method (str): Calibration method (:data:`~vovdet.deploy.quantize.
             CALIBRATION_METHODS`).
-        per_channel (bool): Weights per output channel.
+        scheme (dict, optional): Further arguments of
+            :func:`~vovdet.deploy.quantize.quantize_onnx` (format,
+            activation type, per-channel, ...); its defaults otherwise.
         threads (int): Intra-op threads of both runtimes.
         warmup (int): Untimed rounds.
         rounds (int): Timed rounds.
@@ -128,7 +130,7 @@ def int8_study(spec: Int8Model,
     quantized = quantize_onnx(
         f'{stem}_fp32.onnx', f'{stem}_int8.onnx',
         calibrate(cfg, model.data_preprocessor, calibration_images),
-        method=method, per_channel=per_channel)
+        method=method, **(scheme or {}))
     log(f'{spec.label}: {quantized}')
     runtimes = {FP32: OnnxDetector(f'{stem}_fp32.onnx', threads=threads),
                 INT8: OnnxDetector(f'{stem}_int8.onnx', threads=threads)}
@@ -166,7 +168,7 @@ def run_int8_study(models: Sequence[Int8Model],
                    work_dir: str,
                    calibration_images: int = 64,
                    method: str = 'MinMax',
-                   per_channel: bool = True,
+                   scheme: Optional[dict] = None,
                    threads: int = 1,
                    warmup: int = 2,
                    rounds: int = 20,
@@ -181,13 +183,12 @@ def run_int8_study(models: Sequence[Int8Model],
         threads=threads,
         warmup=warmup,
         rounds=rounds,
-        calibration=(f'{method}, {calibration_images} training images, '
-                     f'weights per-{"channel" if per_channel else "tensor"}'),
+        calibration=f'{method}, {calibration_images} training images',
         versions=dict(torch=torch.__version__, onnxruntime=ort.__version__))
     for spec in models:
         study.models.append(
-            int8_study(spec, work_dir, calibration_images, method,
-                       per_channel, threads, warmup, rounds, limit, log=log))
+            int8_study(spec, work_dir, calibration_images, method, scheme,
+                       threads, warmup, rounds, limit, log=log))
     return study
 
 
@@ -295,7 +296,9 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
 
 def parse_args(argv: Optional[List[str]] = None) -> Any:
     import argparse
-    from vovdet.deploy.quantize import CALIBRATION_METHODS
+    from vovdet.apis.quantize_onnx import add_quantization_args
+    from vovdet.deploy.quantize import (ACTIVATION_TYPES,
+                                        CALIBRATION_METHODS, QUANT_FORMATS)
     parser = argparse.ArgumentParser(
         description='Quantize trained detectors to INT8 with ONNX Runtime '
         '(calibrated on training images) and compare AP50 on the held-out '
@@ -308,8 +311,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Any:
                         help='training images to calibrate on (default 64)')
     parser.add_argument('--method', default='MinMax',
                         choices=CALIBRATION_METHODS)
-    parser.add_argument('--per-tensor', action='store_true',
-                        help='weights per tensor (default per channel)')
+    add_quantization_args(parser, QUANT_FORMATS, ACTIVATION_TYPES)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--rounds', type=int, default=20)
@@ -331,10 +333,11 @@ def main(argv: Optional[List[str]] = None) -> Int8Study:
             if not osp.isfile(path):
                 raise SystemExit(f"error: {label}: {what} '{path}' does not "
                                  f'exist')
+    from vovdet.apis.quantize_onnx import quantization_kwargs
     study = run_int8_study(
         [Int8Model(*m) for m in args.model], args.work_dir,
-        args.calib_images, args.method, not args.per_tensor, args.threads,
-        args.warmup, args.rounds, args.limit)
+        args.calib_images, args.method, quantization_kwargs(args),
+        args.threads, args.warmup, args.rounds, args.limit)
     for path in write_int8_study(study, args.out, args.stem):
         print(f'wrote {path}')
     return study
