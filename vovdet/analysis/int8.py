@@ -192,35 +192,33 @@ def run_int8_study(models: Sequence[Int8Model],
     return study
 
 
-def _ap50_keys(study: Int8Study) -> List[str]:
-    keys: List[str] = []
-    for result in study.models:
-        for name in result.metrics[EAGER]:
-            # COCO's bbox_mAP_50 / segm_mAP_50, VOC's AP50
-            if name.endswith(('mAP_50', '/AP50')) and name not in keys:
-                keys.append(name)
-    return keys
+def _ap50_keys(result: Int8Result) -> List[str]:
+    """The AP50 metrics of one detector's evaluator: COCO's
+    ``bbox_mAP_50``/``segm_mAP_50``, VOC's ``AP50``."""
+    return [k for k in result.metrics[EAGER]
+            if k.endswith(('mAP_50', '/AP50'))]
 
 
 def format_markdown(study: Int8Study) -> str:
-    """The table of :func:`write_int8_study`: AP50 per variant and its
-    change under INT8, latency and speed-up."""
-    keys = _ap50_keys(study)
+    """The table of :func:`write_int8_study`: per detector and AP50 metric,
+    the three variants' AP50 and INT8's change; per detector, latency and
+    speed-up."""
     variants = (EAGER, FP32, INT8)
-    header = ['detector'] + [
-        f'{k.split("/")[-1]} {v}' for k in keys for v in
-        ('PyTorch', 'FP32', 'INT8', 'INT8 change')] + [
-        f'{v} (ms)' for v in variants] + ['INT8 vs FP32 speed-up']
+    header = ['detector', 'metric', 'AP50 PyTorch', 'AP50 FP32',
+              'AP50 INT8', 'INT8 change'] + [f'{v} (ms)' for v in variants
+                                             ] + ['INT8 vs FP32 speed-up']
     rows = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for r in study.models:
-        cells = [f'{r.label} ({r.shape[0]}x{r.shape[1]})']
-        for k in keys:
-            values = [r.metrics[v].get(k, float('nan')) for v in variants]
+        for i, key in enumerate(_ap50_keys(r)):
+            values = [r.metrics[v][key] for v in variants]
+            cells = [f'{r.label} ({r.shape[0]}x{r.shape[1]})' if not i else
+                     '', key.split('/')[-1]]
             cells += [f'{100 * x:.1f}' for x in values]
             cells.append(f'{100 * (values[2] - values[1]):+.1f}')
-        cells += [f'{r.medians_ms[v]:.1f}' for v in variants]
-        cells.append(f'{r.speed_ups[INT8]:.2f}x')
-        rows.append('| ' + ' | '.join(cells) + ' |')
+            cells += [f'{r.medians_ms[v]:.1f}' for v in variants] if not i \
+                else [''] * len(variants)
+            cells.append(f'{r.speed_ups[INT8]:.2f}x' if not i else '')
+            rows.append('| ' + ' | '.join(cells) + ' |')
     versions = ', '.join(f'{k} {v}' for k, v in study.versions.items())
     notes = [f'- {r.label}: {r.quantization}' for r in study.models]
     return '\n'.join([
@@ -266,15 +264,14 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
     import matplotlib.pyplot as plt
 
     variants = (EAGER, FP32, INT8)
-    keys = _ap50_keys(study)
-    groups = [f'{r.label}\n{k.split("/")[-1]}' for r in study.models
-              for k in keys]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    pairs = [(r, k) for r in study.models for k in _ap50_keys(r)]
+    groups = ['\n'.join(r.label.rsplit(' ', 1) + [k.split('/')[-1]])
+              for r, k in pairs]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     width = 0.8 / len(variants)
     for j, name in enumerate(variants):
         offset = (j - 1) * width
-        aps = [100 * r.metrics[name].get(k, 0.0) for r in study.models
-               for k in keys]
+        aps = [100 * r.metrics[name][k] for r, k in pairs]
         axes[0].bar([i + offset for i in range(len(groups))], aps, width,
                     label=name)
         axes[1].bar([i + offset for i in range(len(study.models))],
@@ -284,7 +281,8 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
     axes[0].set_xticklabels(groups, fontsize=8)
     axes[0].set_ylabel('AP50 (%), held-out split')
     axes[1].set_xticks(range(len(study.models)))
-    axes[1].set_xticklabels([r.label for r in study.models], fontsize=8)
+    axes[1].set_xticklabels(['\n'.join(r.label.rsplit(' ', 1))
+                             for r in study.models], fontsize=8)
     axes[1].set_ylabel(f'latency (ms), {study.threads} thread(s)')
     axes[0].legend(fontsize=8)
     fig.suptitle(f'INT8 static quantization (ONNX Runtime) on '
