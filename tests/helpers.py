@@ -12,6 +12,22 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs', 'vovnet19slim_maskrcnn_shapes.py')
 
 
+def shrink_loaders(cfg, data_root, size=96, splits=('train', 'val', 'test')):
+    """Point ``splits``' dataloaders of ``cfg`` at ``data_root`` with 2
+    images per batch and no worker processes, their ``Resize`` at
+    ``size`` (None keeps the config's); returns ``cfg``."""
+    for split in splits:
+        loader = cfg[f'{split}_dataloader']
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = data_root
+        for t in loader.dataset.pipeline:
+            if size is not None and t['type'] == 'Resize':
+                t['scale'] = (size, size)
+    return cfg
+
+
 def tiny_config(tmp_path, data_root, max_iters, extra=None, name=None):
     """The demo config shrunk to a few iterations on 96 px images."""
     cfg = Config.fromfile(DEMO)
@@ -21,15 +37,7 @@ def tiny_config(tmp_path, data_root, max_iters, extra=None, name=None):
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
              end=2)
     ]
-    for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.batch_size = 2
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.data_root = data_root
-        for t in loader.dataset.pipeline:
-            if t['type'] == 'Resize':
-                t['scale'] = (96, 96)
+    shrink_loaders(cfg, data_root)
     ann = osp.join(data_root, 'annotations', 'instances_val.json')
     cfg.val_evaluator.ann_file = ann
     cfg.test_evaluator.ann_file = ann

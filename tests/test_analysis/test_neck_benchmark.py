@@ -11,6 +11,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 import vovdet  # noqa: F401
+from tests.helpers import shrink_loaders
 from vovdet.analysis import get_complexity
 from vovdet.analysis.neck_ablation import (ABLATION_CONFIGS,
                                            format_ablation_table,
@@ -143,15 +144,7 @@ def test_ablation_command_uses_the_seed_and_the_train_tool():
 def tiny(path, data_root, out):
     """An ablation config shrunk to 96 px images on the test data set."""
     cfg = Config.fromfile(osp.join(ROOT, path))
-    for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.batch_size = 2
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.data_root = data_root
-        for t in loader.dataset.pipeline:
-            if t['type'] == 'Resize':
-                t['scale'] = (96, 96)
+    shrink_loaders(cfg, data_root)
     ann = osp.join(data_root, 'annotations', 'instances_val.json')
     cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,

@@ -140,15 +140,8 @@ def shapes_repvgg_config(tmp_path, data_root, norm_cfg=None):
     cfg.model.neck.in_channels = repvgg.model.neck.in_channels
     cfg.model.test_cfg.rcnn.score_thr = 0.0
     cfg.model.test_cfg.rcnn.max_per_img = 20
-    loader = cfg.test_dataloader
-    loader.batch_size = 2
-    loader.num_workers = 0
-    loader.persistent_workers = False
-    loader.dataset.data_root = data_root
-    for t in loader.dataset.pipeline:
-        if t['type'] == 'Resize':
-            t['scale'] = (96, 96)
-    cfg.val_dataloader = loader
+    helpers.shrink_loaders(cfg, data_root, splits=('test', ))
+    cfg.val_dataloader = cfg.test_dataloader
     ann = osp.join(data_root, 'annotations', 'instances_val.json')
     cfg.test_evaluator.ann_file = ann
     cfg.val_evaluator.ann_file = ann

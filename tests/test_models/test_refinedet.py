@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 import vovdet  # noqa: F401
+from tests.helpers import shrink_loaders
 from vovdet.analysis import get_complexity
 from vovdet.models.dense_heads import hard_negative_mining
 
@@ -689,15 +690,7 @@ def test_shapes_config_trains_through_tools_train(tmp_path, shapes_root):
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
              end=2)
     ]
-    for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.batch_size = 2
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.data_root = shapes_root
-        for t in loader.dataset.pipeline:
-            if t['type'] == 'Resize':
-                t['scale'] = (96, 96)
+    shrink_loaders(cfg, shapes_root)
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 2
     cfg.log_processor.window_size = 1
