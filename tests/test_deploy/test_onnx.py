@@ -162,6 +162,30 @@ def test_every_backbone_exports(name, tmp_path, shapes_root):
     assert_parity(expected, OnnxDetector(out)(inputs))
 
 
+def test_repvgg_neck_is_fused_and_the_detector_exports(tmp_path,
+                                                      shapes_root):
+    # the shapes Mask R-CNN with the re-parameterisable OSA-FPN (BN, RepVGG
+    # 3x3 layers): the exporter's inference form folds the neck too
+    config = osp.join(CONFIGS,
+                      'vovnet19slim_osafpnrep_maskrcnn_shapes_ablation.py')
+    model = build(config, SMALL_MASK_RCNN)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # statistics that make the fold non-trivial
+        for m in model.neck.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+    inputs, expected = predict(model, shapes_image(shapes_root), (64, 64))
+    out = str(tmp_path / 'rep.onnx')
+    result = export_onnx(model, out, (64, 64))
+    assert result.inference_form.startswith(
+        'inference form: re-parameterised neck')
+    assert all(block.deploy for block in model.neck.modules()
+               if type(block).__name__ == 'RepVGGBlock')
+    assert_parity(expected, OnnxDetector(out)(inputs))
+
+
 def test_paste_masks_equals_mmdets_grid_sample():
     gen = torch.Generator().manual_seed(0)
     masks = torch.rand(6, 28, 28, generator=gen)

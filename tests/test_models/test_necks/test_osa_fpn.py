@@ -17,7 +17,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import vovdet  # noqa: F401
 from vovdet.deploy import (ReparameterizationError, deployable_modules,
-                           max_relative_difference, reparameterize_model,
+                           mark_deploy, max_relative_difference,
+                           reparameterize_model, reparameterize_state_dict,
                            to_inference_form)
 from vovdet.models.layers import OSAModule, RepVGGBlock
 from vovdet.models.necks import OSAFPN, OSAPAFPN
@@ -426,6 +427,27 @@ def test_inference_tools_find_the_repvgg_neck_only():
     assert form.reparameterized == [''] and form.folded_bn > 0
     assert form.max_rel_diff < 1e-5
     assert not any(isinstance(m, _BatchNorm) for m in detector.modules())
+
+
+def test_repvgg_neck_checkpoint_converts_to_a_deploy_config():
+    # tools/reparameterize.py's path: fold the trained state dict, mark the
+    # neck deploy=True in the config, and the deploy model loads it strictly
+    register_all_modules()
+    cfg = load('vovnet19slim_osafpnrep_maskrcnn_shapes_ablation.py')
+    model = MODELS.build(cfg.model)
+    randomize_norms(model.neck)
+    state = model.state_dict()
+    deploy_state, names = reparameterize_state_dict(model, state)
+    assert names == ['neck']
+    mark_deploy(cfg, names)
+    assert cfg.model.neck.deploy is True
+    deployed = MODELS.build(cfg.model)
+    deployed.load_state_dict(deploy_state)  # strict
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.eval().extract_feat(image)
+        assert max_relative_difference(
+            expected, deployed.eval().extract_feat(image)) < 1e-5
 
 
 def test_groupnorm_repvgg_neck_is_refused_naming_the_layer():
