@@ -14,6 +14,7 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
+from tests.helpers import randomize_norms
 from vovdet.apis.export_onnx import main as export_main
 from vovdet.deploy import (ExportError, MissingDeployDependency,
                            OnnxDetector, build_detector, export_onnx)
@@ -169,13 +170,7 @@ def test_repvgg_neck_is_fused_and_the_detector_exports(tmp_path,
     config = osp.join(CONFIGS,
                       'vovnet19slim_osafpnrep_maskrcnn_shapes_ablation.py')
     model = build(config, SMALL_MASK_RCNN)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # statistics that make the fold non-trivial
-        for m in model.neck.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2, generator=gen)
-                m.running_var.uniform_(0.5, 2.0, generator=gen)
-                m.weight.uniform_(0.5, 1.5, generator=gen)
+    randomize_norms(model.neck)  # statistics that make the fold non-trivial
     inputs, expected = predict(model, shapes_image(shapes_root), (64, 64))
     out = str(tmp_path / 'rep.onnx')
     result = export_onnx(model, out, (64, 64))

@@ -16,6 +16,7 @@ from mmengine.structures import InstanceData
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import vovdet  # noqa: F401
+from tests.helpers import randomize_norms
 from vovdet.deploy import (ReparameterizationError, deployable_modules,
                            mark_deploy, max_relative_difference,
                            reparameterize_model, reparameterize_state_dict,
@@ -367,17 +368,6 @@ def test_osa_module_bypass_channels_reach_only_the_aggregation():
         assert not torch.equal(module(x), module(z))
     with pytest.raises(ValueError, match='bypass_channels must be in'):
         OSAModule(8, 6, 10, 2, bypass_channels=8)
-
-
-def randomize_norms(model):
-    """Give every BN non-trivial statistics so the fold is really tested."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
 
 
 @pytest.mark.parametrize('neck_type', OSA_TYPES)
