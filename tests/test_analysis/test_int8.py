@@ -42,4 +42,5 @@ def test_int8_study_scores_and_times_three_variants(tmp_path, shapes_root):
     assert (out / 'int8.png').stat().st_size > 0
     table = format_markdown(study)
     assert table == (out / 'int8.md').read_text()
-    assert '| DSOD160 (160x160) |' in table and 'AP50 INT8 change' in table
+    assert '| DSOD160 (160x160) | AP50 |' in table and 'INT8 change' in table
+    assert 'nan' not in table

@@ -245,6 +245,25 @@ def test_roi_features_follow_the_rois_of_the_input_not_the_trace(tmp_path):
                                rtol=1e-4)
 
 
+def test_mask_rcnn_without_detections_runs(tmp_path):
+    """No box above the score threshold: the GroupNorm box and mask heads
+    still run (on one padding RoI, dropped), and the graph returns no
+    detections and a (0, H, W) mask tensor, as ``predict`` does."""
+    options = dict(SMALL_MASK_RCNN, **{'model.test_cfg.rcnn.score_thr': 0.99})
+    model = build(*FAMILIES['Mask R-CNN'][:1], options)
+    result = export_onnx(model, str(tmp_path / 'm.onnx'), (64, 64),
+                         gpu_providers=False)
+    assert result.parity.startswith('0 vs 0 detections')
+    image = torch.randn(1, 3, 96, 64, generator=torch.Generator()
+                        .manual_seed(3))
+    with torch.no_grad():
+        assert len(predict(model, image[0].clamp(0, 255).byte(),
+                           (64, 64))[1]['scores']) == 0
+    outputs = OnnxDetector(result.path)(torch.randn(1, 3, 64, 64))
+    assert outputs['boxes'].shape == (0, 4)
+    assert outputs['masks'].shape == (0, 64, 64)
+
+
 def test_unsupported_family_and_opset_are_refused(tmp_path):
     ssd = build('vovnet27slim_ssd160_shapes.py', {})
     with pytest.raises(ExportError, match='SingleStageDetector has no ONNX '

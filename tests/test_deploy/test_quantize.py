@@ -102,39 +102,62 @@ def int8_graph(tmp_path_factory, shapes_root):
     return result, fp32, out, options
 
 
-def test_int8_quantizes_the_network_and_not_the_post_processing(int8_graph):
-    result, fp32, out, _ = int8_graph
-    assert result.calibration_images == 4 and result.per_channel
-    graph = onnx.load(out).graph
+PREDICTIONS = {
+    '/rpn_head/rpn_cls/Conv', '/rpn_head/rpn_reg/Conv',
+    '/bbox_head/fc_cls/Gemm', '/bbox_head/fc_reg/Gemm',
+    '/mask_head/conv_logits/Conv'} | {
+        f'/rpn_head/rpn_{k}_{i}/Conv' for k in ('cls', 'reg')
+        for i in range(1, 5)}
+
+
+def check_post_processing_is_float(graph):
+    """Boxes, scores and the separable mask pasting (MatMul) never read a
+    dequantized tensor; RoiAlign reads its boxes in float."""
     dequantized = {o for n in graph.node if n.op_type == 'DequantizeLinear'
                    for o in n.output}
-    ops = [n for n in graph.node if n.op_type in QUANTIZED_OPS]
-    assert len(ops) == sum(n.op_type in QUANTIZED_OPS
-                           for n in onnx.load(fp32).graph.node) > 0
-    # the heads' prediction layers stay in float: the RPN's objectness and
-    # deltas at its 5 levels, the box head's scores and deltas, the masks
-    predictions = {n.name for n in ops if n.input[1] not in dequantized}
-    assert predictions == {
-        '/rpn_head/rpn_cls/Conv', '/rpn_head/rpn_reg/Conv',
-        '/bbox_head/fc_cls/Gemm', '/bbox_head/fc_reg/Gemm',
-        '/mask_head/conv_logits/Conv'} | {
-            f'/rpn_head/rpn_{k}_{i}/Conv' for k in ('cls', 'reg')
-            for i in range(1, 5)}
-    assert result.float_nodes == {'Conv': 11, 'Gemm': 2}
-    assert result.float_predictions == 13
-    # every other conv and fully connected layer runs on int8 inputs
-    assert all(n.input[0] in dequantized and n.input[1] in dequantized
-               for n in ops if n.name not in predictions)
-    convs = sum(n.op_type == 'Conv' for n in ops)
-    assert result.quantized == {'Conv': convs - 11, 'Gemm': 1}
-    # boxes, scores and the separable mask pasting (MatMul) stay float
     for node in graph.node:
         if node.op_type in ('NonMaxSuppression', 'MatMul', 'Softmax',
                             'Sigmoid', 'TopK'):
             assert not set(node.input) & dequantized, node.op_type
         if node.op_type == 'RoiAlign':
             assert node.input[1] not in dequantized
+    return dequantized
+
+
+def test_int8_quantizes_the_network_and_not_the_post_processing(int8_graph):
+    result, fp32, out, _ = int8_graph
+    assert result.calibration_images == 4 and result.per_channel
+    assert result.scheme == 'QOperator U8S8'
+    graph = onnx.load(out).graph
+    convs = sum(n.op_type == 'Conv' for n in onnx.load(fp32).graph.node)
+    # integer convs and fully connected layers (uint8 activations)
+    assert sum(n.op_type == 'QLinearConv' for n in graph.node) == convs - 11
+    assert sum(n.op_type == 'QGemm' for n in graph.node) == 1
+    # the heads' prediction layers stay in float: the RPN's objectness and
+    # deltas at its 5 levels, the box head's scores and deltas, the masks
+    assert {n.name for n in graph.node
+            if n.op_type in QUANTIZED_OPS} == PREDICTIONS
+    assert result.quantized == {'Conv': convs - 11, 'Gemm': 1}
+    assert result.float_nodes == {'Conv': 11, 'Gemm': 2}
+    assert result.float_predictions == 13
+    check_post_processing_is_float(graph)
     assert result.size_mb[1] < result.size_mb[0] / 3
+
+
+def test_qdq_format_for_accelerators(int8_graph, tmp_path):
+    _, fp32, _, options = int8_graph
+    out = str(tmp_path / 'qdq.onnx')
+    result = quantize_main([MASK_RCNN, fp32, out, '--calib-images', '2',
+                            '--format', 'QDQ', '--activation-type', 'int8'] +
+                           cli_options(options))
+    assert result.scheme == 'QDQ S8S8'
+    graph = onnx.load(out).graph
+    dequantized = check_post_processing_is_float(graph)
+    ops = [n for n in graph.node if n.op_type in QUANTIZED_OPS]
+    assert {n.name for n in ops if n.input[1] not in dequantized} == \
+        PREDICTIONS
+    assert result.float_nodes == {'Conv': 11, 'Gemm': 2}
+    assert OnnxDetector(out)(torch.zeros(1, 3, 192, 192))['boxes'].ndim == 2
 
 
 def test_prediction_layers_of_single_stage_heads(tmp_path, shapes_root):

@@ -256,6 +256,29 @@ def test_without_cascade_the_odm_uses_the_original_anchors():
     assert small_head().cascade
 
 
+def test_arm_loss_weight_scales_only_the_arm_terms():
+    # RefineDet paper Eq. (2): ARM and ODM terms weighed equally (1.0);
+    # 0 is the "ARM off" ablation of docs/refinedet.md
+    size = 64
+    gt = InstanceData(bboxes=torch.tensor([[12., 12., 44., 44.]]),
+                      labels=torch.tensor([1]))
+    meta = [dict(img_shape=(size, size), pad_shape=(size, size))]
+    equal = small_head(num_classes=2, cascade=False)
+    maps = constant_maps(equal, size, [0., 1.], [0., 0., 0.])
+    reference = equal.loss_by_feat(*maps, [gt], meta)
+    for weight in (0.0, 0.5):
+        losses = small_head(num_classes=2, cascade=False,
+                            arm_loss_weight=weight).loss_by_feat(
+                                *maps, [gt], meta)
+        for key in ('loss_arm_cls', 'loss_arm_bbox'):
+            torch.testing.assert_close(losses[key], reference[key] * weight)
+        for key in ('loss_odm_cls', 'loss_odm_bbox'):
+            torch.testing.assert_close(losses[key], reference[key])
+    assert reference['loss_arm_cls'] > 0
+    with pytest.raises(ValueError, match='arm_loss_weight must be >= 0'):
+        small_head(arm_loss_weight=-1.0)
+
+
 # --- negative anchor filtering ---------------------------------------------
 
 def test_negative_filtering_removes_anchors_at_test_time():

@@ -90,7 +90,7 @@ def int8_study(spec: Int8Model,
                work_dir: str,
                calibration_images: int = 64,
                method: str = 'MinMax',
-               per_channel: bool = True,
+               scheme: Optional[dict] = None,
                threads: int = 1,
                warmup: int = 2,
                rounds: int = 20,
@@ -105,7 +105,9 @@ def int8_study(spec: Int8Model,
         calibration_images (int): Training images to calibrate on.
         method (str): Calibration method (:data:`~vovdet.deploy.quantize.
             CALIBRATION_METHODS`).
-        per_channel (bool): Weights per output channel.
+        scheme (dict, optional): Further arguments of
+            :func:`~vovdet.deploy.quantize.quantize_onnx` (format,
+            activation type, per-channel, ...); its defaults otherwise.
         threads (int): Intra-op threads of both runtimes.
         warmup (int): Untimed rounds.
         rounds (int): Timed rounds.
@@ -128,7 +130,7 @@ def int8_study(spec: Int8Model,
     quantized = quantize_onnx(
         f'{stem}_fp32.onnx', f'{stem}_int8.onnx',
         calibrate(cfg, model.data_preprocessor, calibration_images),
-        method=method, per_channel=per_channel)
+        method=method, **(scheme or {}))
     log(f'{spec.label}: {quantized}')
     runtimes = {FP32: OnnxDetector(f'{stem}_fp32.onnx', threads=threads),
                 INT8: OnnxDetector(f'{stem}_int8.onnx', threads=threads)}
@@ -166,7 +168,7 @@ def run_int8_study(models: Sequence[Int8Model],
                    work_dir: str,
                    calibration_images: int = 64,
                    method: str = 'MinMax',
-                   per_channel: bool = True,
+                   scheme: Optional[dict] = None,
                    threads: int = 1,
                    warmup: int = 2,
                    rounds: int = 20,
@@ -181,45 +183,42 @@ def run_int8_study(models: Sequence[Int8Model],
         threads=threads,
         warmup=warmup,
         rounds=rounds,
-        calibration=(f'{method}, {calibration_images} training images, '
-                     f'weights per-{"channel" if per_channel else "tensor"}'),
+        calibration=f'{method}, {calibration_images} training images',
         versions=dict(torch=torch.__version__, onnxruntime=ort.__version__))
     for spec in models:
         study.models.append(
-            int8_study(spec, work_dir, calibration_images, method,
-                       per_channel, threads, warmup, rounds, limit, log=log))
+            int8_study(spec, work_dir, calibration_images, method, scheme,
+                       threads, warmup, rounds, limit, log=log))
     return study
 
 
-def _ap50_keys(study: Int8Study) -> List[str]:
-    keys: List[str] = []
-    for result in study.models:
-        for name in result.metrics[EAGER]:
-            # COCO's bbox_mAP_50 / segm_mAP_50, VOC's AP50
-            if name.endswith(('mAP_50', '/AP50')) and name not in keys:
-                keys.append(name)
-    return keys
+def _ap50_keys(result: Int8Result) -> List[str]:
+    """The AP50 metrics of one detector's evaluator: COCO's
+    ``bbox_mAP_50``/``segm_mAP_50``, VOC's ``AP50``."""
+    return [k for k in result.metrics[EAGER]
+            if k.endswith(('mAP_50', '/AP50'))]
 
 
 def format_markdown(study: Int8Study) -> str:
-    """The table of :func:`write_int8_study`: AP50 per variant and its
-    change under INT8, latency and speed-up."""
-    keys = _ap50_keys(study)
+    """The table of :func:`write_int8_study`: per detector and AP50 metric,
+    the three variants' AP50 and INT8's change; per detector, latency and
+    speed-up."""
     variants = (EAGER, FP32, INT8)
-    header = ['detector'] + [
-        f'{k.split("/")[-1]} {v}' for k in keys for v in
-        ('PyTorch', 'FP32', 'INT8', 'INT8 change')] + [
-        f'{v} (ms)' for v in variants] + ['INT8 vs FP32 speed-up']
+    header = ['detector', 'metric', 'AP50 PyTorch', 'AP50 FP32',
+              'AP50 INT8', 'INT8 change'] + [f'{v} (ms)' for v in variants
+                                             ] + ['INT8 vs FP32 speed-up']
     rows = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for r in study.models:
-        cells = [f'{r.label} ({r.shape[0]}x{r.shape[1]})']
-        for k in keys:
-            values = [r.metrics[v].get(k, float('nan')) for v in variants]
+        for i, key in enumerate(_ap50_keys(r)):
+            values = [r.metrics[v][key] for v in variants]
+            cells = [f'{r.label} ({r.shape[0]}x{r.shape[1]})' if not i else
+                     '', key.split('/')[-1]]
             cells += [f'{100 * x:.1f}' for x in values]
             cells.append(f'{100 * (values[2] - values[1]):+.1f}')
-        cells += [f'{r.medians_ms[v]:.1f}' for v in variants]
-        cells.append(f'{r.speed_ups[INT8]:.2f}x')
-        rows.append('| ' + ' | '.join(cells) + ' |')
+            cells += [f'{r.medians_ms[v]:.1f}' for v in variants] if not i \
+                else [''] * len(variants)
+            cells.append(f'{r.speed_ups[INT8]:.2f}x' if not i else '')
+            rows.append('| ' + ' | '.join(cells) + ' |')
     versions = ', '.join(f'{k} {v}' for k, v in study.versions.items())
     notes = [f'- {r.label}: {r.quantization}' for r in study.models]
     return '\n'.join([
@@ -265,15 +264,14 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
     import matplotlib.pyplot as plt
 
     variants = (EAGER, FP32, INT8)
-    keys = _ap50_keys(study)
-    groups = [f'{r.label}\n{k.split("/")[-1]}' for r in study.models
-              for k in keys]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    pairs = [(r, k) for r in study.models for k in _ap50_keys(r)]
+    groups = ['\n'.join(r.label.rsplit(' ', 1) + [k.split('/')[-1]])
+              for r, k in pairs]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     width = 0.8 / len(variants)
     for j, name in enumerate(variants):
         offset = (j - 1) * width
-        aps = [100 * r.metrics[name].get(k, 0.0) for r in study.models
-               for k in keys]
+        aps = [100 * r.metrics[name][k] for r, k in pairs]
         axes[0].bar([i + offset for i in range(len(groups))], aps, width,
                     label=name)
         axes[1].bar([i + offset for i in range(len(study.models))],
@@ -283,7 +281,8 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
     axes[0].set_xticklabels(groups, fontsize=8)
     axes[0].set_ylabel('AP50 (%), held-out split')
     axes[1].set_xticks(range(len(study.models)))
-    axes[1].set_xticklabels([r.label for r in study.models], fontsize=8)
+    axes[1].set_xticklabels(['\n'.join(r.label.rsplit(' ', 1))
+                             for r in study.models], fontsize=8)
     axes[1].set_ylabel(f'latency (ms), {study.threads} thread(s)')
     axes[0].legend(fontsize=8)
     fig.suptitle(f'INT8 static quantization (ONNX Runtime) on '
@@ -295,7 +294,9 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
 
 def parse_args(argv: Optional[List[str]] = None) -> Any:
     import argparse
-    from vovdet.deploy.quantize import CALIBRATION_METHODS
+    from vovdet.apis.quantize_onnx import add_quantization_args
+    from vovdet.deploy.quantize import (ACTIVATION_TYPES,
+                                        CALIBRATION_METHODS, QUANT_FORMATS)
     parser = argparse.ArgumentParser(
         description='Quantize trained detectors to INT8 with ONNX Runtime '
         '(calibrated on training images) and compare AP50 on the held-out '
@@ -308,8 +309,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Any:
                         help='training images to calibrate on (default 64)')
     parser.add_argument('--method', default='MinMax',
                         choices=CALIBRATION_METHODS)
-    parser.add_argument('--per-tensor', action='store_true',
-                        help='weights per tensor (default per channel)')
+    add_quantization_args(parser, QUANT_FORMATS, ACTIVATION_TYPES)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--rounds', type=int, default=20)
@@ -331,10 +331,11 @@ def main(argv: Optional[List[str]] = None) -> Int8Study:
             if not osp.isfile(path):
                 raise SystemExit(f"error: {label}: {what} '{path}' does not "
                                  f'exist')
+    from vovdet.apis.quantize_onnx import quantization_kwargs
     study = run_int8_study(
         [Int8Model(*m) for m in args.model], args.work_dir,
-        args.calib_images, args.method, not args.per_tensor, args.threads,
-        args.warmup, args.rounds, args.limit)
+        args.calib_images, args.method, quantization_kwargs(args),
+        args.threads, args.warmup, args.rounds, args.limit)
     for path in write_int8_study(study, args.out, args.stem):
         print(f'wrote {path}')
     return study

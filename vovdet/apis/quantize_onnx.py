@@ -8,7 +8,8 @@ from .common import add_cfg_options, parse, require_files
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vovdet.deploy.quantize import CALIBRATION_METHODS
+    from vovdet.deploy.quantize import (ACTIVATION_TYPES,
+                                        CALIBRATION_METHODS, QUANT_FORMATS)
     parser = argparse.ArgumentParser(
         description='Quantize an ONNX detector of tools/deploy/'
         'export_onnx.py to INT8 (QDQ; convs and fully connected layers), '
@@ -27,11 +28,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--method', default='MinMax',
                         choices=CALIBRATION_METHODS,
                         help='calibration method (default MinMax)')
+    add_quantization_args(parser, QUANT_FORMATS, ACTIVATION_TYPES)
+    add_cfg_options(parser, 'before reading the data')
+    return parser
+
+
+def add_quantization_args(parser: argparse.ArgumentParser,
+                          formats: tuple, activations: tuple) -> None:
+    """The scheme arguments shared with ``tools/analysis/
+    int8_benchmark.py``."""
     parser.add_argument('--per-tensor', action='store_true',
                         help='one weight scale per tensor (default: per '
                         'output channel)')
-    add_cfg_options(parser, 'before reading the data')
-    return parser
+    parser.add_argument('--format', default=formats[0], choices=formats,
+                        help=f'quantized graph format (default {formats[0]}:'
+                        f' integer ops, fastest on x86 CPUs; QDQ for '
+                        f'accelerators)')
+    parser.add_argument('--activation-type', default=activations[0],
+                        choices=activations,
+                        help=f'activation type (default {activations[0]})')
+    parser.add_argument('--reduce-range', action='store_true',
+                        help='7-bit weights (x86 CPUs without VNNI)')
+    parser.add_argument('--quantize-predictions', action='store_true',
+                        help="quantize the heads' prediction layers too")
+
+
+def quantization_kwargs(args: argparse.Namespace) -> dict:
+    """:func:`~vovdet.deploy.quantize.quantize_onnx`'s scheme arguments
+    from :func:`add_quantization_args`'s."""
+    return dict(per_channel=not args.per_tensor,
+                quant_format=args.format,
+                activation_type=args.activation_type,
+                reduce_range=args.reduce_range,
+                quantize_predictions=args.quantize_predictions)
 
 
 def main(argv: Optional[List[str]] = None):
@@ -52,6 +81,6 @@ def main(argv: Optional[List[str]] = None):
     except ValueError as err:
         raise SystemExit(f'error: {err}') from None
     result = quantize_onnx(args.model, args.out, images, args.method,
-                           per_channel=not args.per_tensor)
+                           **quantization_kwargs(args))
     print(f'wrote {result.path}: {result}')
     return result

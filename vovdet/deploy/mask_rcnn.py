@@ -1,7 +1,7 @@
 """Mask R-CNN (and Faster R-CNN) as one ONNX graph: RPN proposals,
 multi-level RoIAlign, the box head's decoding and per-class NMS, the mask
 head and the masks pasted into the image."""
-from typing import Tuple
+from typing import Any, Tuple
 
 import torch
 import torch.nn as nn
@@ -13,6 +13,19 @@ from .base import DetectorExport
 from .ops import (ExportError, batched_nms, clip_boxes, dense_post_process,
                   extract_roi_features, image_shape, multiclass_candidates,
                   paste_masks)
+
+
+def _on_rois(head: nn.Module, extractor: nn.Module, feats: Tuple[Tensor, ...],
+             rois: Tensor) -> Any:
+    """``head`` on the RoI features of ``rois`` with one zero RoI appended
+    and its outputs dropped: with no RoI (no detection above the score
+    threshold) a GroupNorm head would reshape an empty batch to ``(0, G,
+    -1)``, which ONNX Runtime refuses."""
+    out = head(extract_roi_features(extractor, feats,
+                                    torch.cat([rois, rois.new_zeros(1, 5)])))
+    if isinstance(out, tuple):
+        return tuple(o[:-1] for o in out)
+    return out[:-1]
 
 
 class MaskRCNNExport(DetectorExport):
@@ -96,8 +109,9 @@ class MaskRCNNExport(DetectorExport):
         # StandardRoIHead.predict_bbox + BBoxHead._predict_by_feat_single
         rois = torch.cat([proposals.new_zeros(proposals.size(0), 1),
                           proposals], 1)
-        cls_score, bbox_pred = bbox_head(
-            extract_roi_features(roi_head.bbox_roi_extractor, feats, rois))
+        cls_score, bbox_pred = _on_rois(bbox_head,
+                                        roi_head.bbox_roi_extractor, feats,
+                                        rois)
         scores = cls_score.softmax(-1)
         num_classes = 1 if bbox_head.reg_class_agnostic else \
             bbox_head.num_classes
@@ -114,9 +128,9 @@ class MaskRCNNExport(DetectorExport):
 
         # StandardRoIHead.predict_mask + FCNMaskHead._predict_by_feat_single
         rois = torch.cat([boxes.new_zeros(boxes.size(0), 1), boxes], 1)
-        mask_probs = roi_head.mask_head(
-            extract_roi_features(roi_head.mask_roi_extractor, feats,
-                                 rois)).sigmoid()
+        mask_probs = _on_rois(roi_head.mask_head,
+                              roi_head.mask_roi_extractor, feats,
+                              rois).sigmoid()
         if roi_head.mask_head.class_agnostic:
             mask_probs = mask_probs[:, 0]
         else:

@@ -2,15 +2,23 @@
 ``onnxruntime.quantization``.
 
 :func:`quantize_onnx` takes the float graph of
-:func:`~vovdet.deploy.export_onnx` and writes a QDQ graph
-(``QuantizeLinear``/``DequantizeLinear`` around the quantized ops, which
-ONNX Runtime's CPU provider runs as integer kernels): weights int8 per
-output channel, activations int8 with ranges calibrated on preprocessed
-images of the config's *training* set (:func:`calibration_images`), so the
-held-out test set scores the result.
+:func:`~vovdet.deploy.export_onnx` and writes an INT8 graph: weights int8
+per output channel, activations uint8 with ranges calibrated on
+preprocessed images of the config's *training* set
+(:func:`calibration_images`), so the held-out test set scores the result.
 
-Only the network's matrix products are quantized (:data:`QUANTIZED_OPS`:
-``Conv``, ``Gemm``, ``MatMul``); box decoding, softmax, top-k, NMS,
+The defaults are what ran fastest on the x86 CPU it was measured on
+(docs/deploy.md, INT8), as ONNX Runtime's quantization guide advises for
+x86-64 with AVX2/AVX-512: **uint8 activations with int8 weights (U8S8)** in
+the **QOperator** format (``QLinearConv``/``QGemm`` nodes). With int8
+activations (S8S8) the same convs ran 7x slower than float in the QOperator
+format, and in the QDQ format most convs were not fused into integer
+kernels at all (dequantize, float conv, quantize). The QDQ format
+(``quant_format='QDQ'``) is what TensorRT and other accelerators read.
+
+Only the network's convs and fully connected layers are quantized
+(:data:`QUANTIZED_OPS`), and of those not the heads' prediction layers
+(:func:`prediction_layers`). Box decoding, softmax, top-k, NMS,
 ``RoiAlign`` and mask pasting stay in float, as does every op between the
 convs that has no integer kernel (GroupNorm, the eSE gate's sigmoid): ONNX
 Runtime dequantizes before them. Quantizing the decoding arithmetic would
@@ -33,6 +41,10 @@ from .onnx import require
 
 QUANTIZED_OPS = ('Conv', 'Gemm')
 CALIBRATION_METHODS = ('MinMax', 'Entropy', 'Percentile', 'Distribution')
+QUANT_FORMATS = ('QOperator', 'QDQ')
+ACTIVATION_TYPES = ('uint8', 'int8')
+# the integer forms of QUANTIZED_OPS in the QOperator format
+INTEGER_OPS = {'QLinearConv': 'Conv', 'QGemm': 'Gemm'}
 
 
 @dataclass
@@ -42,6 +54,8 @@ class QuantizeResult:
     Attributes:
         path (str): The INT8 (QDQ) graph.
         method (str): The calibration method.
+        scheme (str): Format and types, e.g. ``'QOperator U8S8'``
+            (uint8 activations, int8 weights).
         calibration_images (int): Images the ranges were calibrated on.
         per_channel (bool): Weights quantized per output channel.
         quantized (dict[str, int]): Quantized nodes by op type.
@@ -53,6 +67,7 @@ class QuantizeResult:
     """
     path: str
     method: str
+    scheme: str
     calibration_images: int
     per_channel: bool
     quantized: dict
@@ -67,7 +82,7 @@ class QuantizeResult:
             left = f'; left in float: {left} ({self.float_predictions} ' \
                 'of them prediction layers)'
         scales = 'channel' if self.per_channel else 'tensor'
-        return (f'INT8 ({self.method} calibration on '
+        return (f'INT8 {self.scheme} ({self.method} calibration on '
                 f'{self.calibration_images} images, weights per-{scales}): '
                 f'quantized {done or "nothing"}{left}; '
                 f'{self.size_mb[0]:.1f} MB -> {self.size_mb[1]:.1f} MB')
@@ -110,8 +125,9 @@ def _reader(images: Sequence[np.ndarray]) -> Any:
 
 
 def _quantized_counts(path: str) -> tuple:
-    """Per :data:`QUANTIZED_OPS` type, how many nodes take a dequantized
-    input (quantized) and how many do not (float)."""
+    """Per :data:`QUANTIZED_OPS` type, how many nodes are quantized (an
+    integer op of :data:`INTEGER_OPS`, or in QDQ a node whose weight is
+    dequantized) and how many stay float."""
     onnx = require('onnx')
     graph = onnx.load(path).graph
     dequantized = {o for n in graph.node if n.op_type == 'DequantizeLinear'
@@ -119,8 +135,11 @@ def _quantized_counts(path: str) -> tuple:
     quantized: dict = {}
     left: dict = {}
     for node in graph.node:
-        if node.op_type in QUANTIZED_OPS:
-            counts = quantized if node.input[0] in dequantized else left
+        if node.op_type in INTEGER_OPS:
+            op = INTEGER_OPS[node.op_type]
+            quantized[op] = quantized.get(op, 0) + 1
+        elif node.op_type in QUANTIZED_OPS:
+            counts = quantized if node.input[1] in dequantized else left
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return quantized, left
 
@@ -183,17 +202,18 @@ def quantize_onnx(fp32_path: str,
                   method: str = 'MinMax',
                   per_channel: bool = True,
                   op_types: Sequence[str] = QUANTIZED_OPS,
-                  quantize_predictions: bool = False) -> QuantizeResult:
-    """Quantize an exported detector to INT8 (QDQ, see the module
-    docstring).
+                  quantize_predictions: bool = False,
+                  quant_format: str = 'QOperator',
+                  activation_type: str = 'uint8',
+                  reduce_range: bool = False) -> QuantizeResult:
+    """Quantize an exported detector to INT8 (see the module docstring).
 
     The graph is first pre-processed as ONNX Runtime recommends
     (``quant_pre_process``: ONNX shape inference and graph optimisation;
     its symbolic shape inference cannot follow NMS's data-dependent sizes
     and is skipped), then
     its activation ranges are calibrated on ``images`` and the ``op_types``
-    nodes quantized (weights and activations signed int8, the format ONNX
-    Runtime's x86 CPU kernels run best).
+    nodes but the prediction layers quantized.
 
     Args:
         fp32_path (str): The float graph (:func:`~vovdet.deploy.
@@ -208,15 +228,29 @@ def quantize_onnx(fp32_path: str,
         quantize_predictions (bool): Quantize the heads' prediction layers
             too (:func:`prediction_layers`); by default they stay in float,
             so class scores and box deltas are not rounded to 256 levels.
+        quant_format (str): ``'QOperator'`` (integer ops, the default: the
+            fastest on the x86 CPU measured) or ``'QDQ'``
+            (``QuantizeLinear``/``DequantizeLinear`` pairs around float
+            ops, for accelerators).
+        activation_type (str): ``'uint8'`` (default) or ``'int8'``.
+        reduce_range (bool): 7-bit weights, which ONNX Runtime advises for
+            x86 CPUs without VNNI (int8 dot products saturate there).
 
     Raises:
-        ValueError: An unknown method, or no calibration images.
+        ValueError: An unknown method, format or activation type, or no
+            calibration images.
     """
     quantization = require('onnxruntime.quantization')
     from onnxruntime.quantization.shape_inference import quant_pre_process
     if method not in CALIBRATION_METHODS:
         raise ValueError(f'unknown calibration method {method!r}; choose '
                          f'one of {", ".join(CALIBRATION_METHODS)}')
+    for what, value, choices in (
+            ('quant_format', quant_format, QUANT_FORMATS),
+            ('activation_type', activation_type, ACTIVATION_TYPES)):
+        if value not in choices:
+            raise ValueError(f'unknown {what} {value!r}; choose one of '
+                             f'{", ".join(choices)}')
     if not len(images):
         raise ValueError('INT8 calibration needs at least one image')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
@@ -233,18 +267,23 @@ def quantize_onnx(fp32_path: str,
             prepared,
             out,
             _reader(images),
-            quant_format=quantization.QuantFormat.QDQ,
+            quant_format=getattr(quantization.QuantFormat, quant_format),
             op_types_to_quantize=list(op_types),
             nodes_to_exclude=kept,
             per_channel=per_channel,
-            activation_type=quantization.QuantType.QInt8,
+            activation_type=(quantization.QuantType.QUInt8
+                             if activation_type == 'uint8' else
+                             quantization.QuantType.QInt8),
             weight_type=quantization.QuantType.QInt8,
+            reduce_range=reduce_range,
             calibrate_method=getattr(quantization.CalibrationMethod, method),
             calibration_providers=['CPUExecutionProvider'])
     quantized, left = _quantized_counts(out)
     return QuantizeResult(
         path=out,
         method=method,
+        scheme=(f'{quant_format} {activation_type[0].upper()}8S8'.replace(
+            'I8S8', 'S8S8') + (' reduced range' if reduce_range else '')),
         calibration_images=len(images),
         per_channel=per_channel,
         quantized=quantized,

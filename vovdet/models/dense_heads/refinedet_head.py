@@ -109,6 +109,13 @@ class RefineDetHead(BaseDenseHead):
             the paper's Table 3 ("two-step cascaded regression" off): the
             ODM uses the original anchors, while the ARM still trains and
             filters negatives. Defaults to True.
+        arm_loss_weight (float): Weight of the ARM's two loss terms against
+            the ODM's. The RefineDet paper's Eq. (2) and the Caffe
+            ``MultiBoxLoss`` layers weigh them equally: 1.0, the default.
+            0 is an ablation (the ARM is not trained: no gradient from it
+            reaches the backbone); use it with ``cascade=False`` and
+            ``neg_anchor_filter_thr=1.0`` so an untrained ARM neither moves
+            nor filters the ODM's anchors.
         train_cfg (dict, optional): ``arm_assigner`` (IoU 0.5/0.5 in
             VoVNet-RefineDet's COCO scripts, 0.7/0.3 in its VOC ones),
             ``odm_assigner`` (0.5/0.5), ``sampler`` (mmdet
@@ -145,6 +152,7 @@ class RefineDetHead(BaseDenseHead):
             type='SmoothL1Loss', beta=1.0, loss_weight=1.0),
         neg_anchor_filter_thr: float = 0.99,
         cascade: bool = True,
+        arm_loss_weight: float = 1.0,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         init_cfg: MultiConfig = dict(
@@ -176,6 +184,10 @@ class RefineDetHead(BaseDenseHead):
         self.pred_norm_cfg = pred_norm_cfg
         self.neg_anchor_filter_thr = neg_anchor_filter_thr
         self.cascade = cascade
+        if arm_loss_weight < 0:
+            raise ValueError(f'arm_loss_weight must be >= 0, got '
+                             f'{arm_loss_weight}')
+        self.arm_loss_weight = arm_loss_weight
         self.num_base_priors = self.prior_generator.num_base_priors
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
         self.loss_cls = MODELS.build(loss_cls)
@@ -443,8 +455,8 @@ class RefineDetHead(BaseDenseHead):
             odm_cls, odm_deltas, labels, valid, targets,
             bg_label=self.num_classes, neg_keep=keep)
         return dict(
-            loss_arm_cls=loss_arm_cls,
-            loss_arm_bbox=loss_arm_bbox,
+            loss_arm_cls=loss_arm_cls * self.arm_loss_weight,
+            loss_arm_bbox=loss_arm_bbox * self.arm_loss_weight,
             loss_odm_cls=loss_odm_cls,
             loss_odm_bbox=loss_odm_bbox)
 
