@@ -1,10 +1,13 @@
-"""Running the real tools on the demo config shrunk to a few iterations."""
+"""Running the real tools on the demo config shrunk to a few iterations;
+BatchNorm statistics that make a fold test non-trivial."""
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import torch
 from mmengine.config import Config
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from vovdet.analysis.learning import logged_losses
 
@@ -69,3 +72,15 @@ def run_tool(args, cwd=ROOT, env=None, check=True, umask=-1):
 def logged_iters(work_dir):
     """Iterations at which a training loss was logged under work_dir."""
     return [it for it, _ in logged_losses(work_dir)['loss']]
+
+
+def randomize_norms(model):
+    """Give every BN of ``model`` non-trivial statistics and affine terms, so
+    that a test of folding it into a conv really tests the fold."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)

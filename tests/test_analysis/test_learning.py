@@ -206,6 +206,11 @@ def test_maskrcnn_peers_report_coco_ap50(tmp_path, shapes_root):
         config, shapes_root, str(tmp_path), iters=1, batch_size=2,
         data_spec=spec, cfg_options=options)
     assert set(result['ap50']) == {'coco/bbox_mAP_50', 'coco/segm_mAP_50'}
+    # and COCO's primary AP (IoU 0.5:0.95), which the neck ablation compares
+    assert set(result['coco_ap']) == {'coco/bbox_mAP', 'coco/segm_mAP'}
+    assert all(0 <= v <= 100 for v in result['coco_ap'].values())
+    table = format_summary(summarize([result]))
+    assert 'coco/bbox_mAP (mean ± std)' in table.splitlines()[0]
     used = Config.fromfile(osp.join(str(tmp_path),
                                     'resnet18_maskrcnn_shapes.py'))
     demo = Config.fromfile(osp.join(ROOT, 'configs',

@@ -14,6 +14,7 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
+from tests.helpers import randomize_norms
 from vovdet.apis.export_onnx import main as export_main
 from vovdet.deploy import (ExportError, MissingDeployDependency,
                            OnnxDetector, build_detector, export_onnx)
@@ -159,6 +160,24 @@ def test_every_backbone_exports(name, tmp_path, shapes_root):
     assert result.inference_form.startswith(
         'inference form: re-parameterised backbone' if name.startswith(
             'RepVGG') else 'inference form: no branches to fuse')
+    assert_parity(expected, OnnxDetector(out)(inputs))
+
+
+def test_repvgg_neck_is_fused_and_the_detector_exports(tmp_path,
+                                                      shapes_root):
+    # the shapes Mask R-CNN with the re-parameterisable OSA-FPN (BN, RepVGG
+    # 3x3 layers): the exporter's inference form folds the neck too
+    config = osp.join(CONFIGS,
+                      'vovnet19slim_osafpnrep_maskrcnn_shapes_ablation.py')
+    model = build(config, SMALL_MASK_RCNN)
+    randomize_norms(model.neck)  # statistics that make the fold non-trivial
+    inputs, expected = predict(model, shapes_image(shapes_root), (64, 64))
+    out = str(tmp_path / 'rep.onnx')
+    result = export_onnx(model, out, (64, 64))
+    assert result.inference_form.startswith(
+        'inference form: re-parameterised neck')
+    assert all(block.deploy for block in model.neck.modules()
+               if type(block).__name__ == 'RepVGGBlock')
     assert_parity(expected, OnnxDetector(out)(inputs))
 
 

@@ -34,21 +34,10 @@ SMALL_TEST_CFG = {
 }
 
 
-def randomize_backbone_norms(model):
-    """Non-trivial BN statistics and affine terms, so the fold is tested."""
-    with torch.no_grad():
-        for m in model.backbone.modules():
-            if isinstance(m, _BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-
-
 def build(cfg):
     register_all_modules()
     model = MODELS.build(cfg.model)
-    randomize_backbone_norms(model)
+    helpers.randomize_norms(model.backbone)
     return model.eval()
 
 

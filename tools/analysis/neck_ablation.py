@@ -1,5 +1,6 @@
-"""Shapes-data neck ablation: train the FPN and OSA-FPN configs with the same
-seed and iterations, then print their final COCO bbox/segm AP.
+"""Shapes-data neck ablation: train the FPN, OSA-FPN, PAFPN and OSA-PAFPN
+configs with the same seed and iterations, then print their final COCO
+bbox/segm AP.
 
 python tools/analysis/neck_ablation.py [--work-root work_dirs/neck_ablation]
     [--data-root data/shapes/] [--seed 0] [--max-iters N] [--configs A.py B.py]

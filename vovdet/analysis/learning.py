@@ -7,7 +7,9 @@ iterations, the schedule scaled to fit) without evaluating in between, tests
 the final checkpoint on the held-out split with the config's own test
 evaluator and reports
 
-* every AP50 the evaluator returns (e.g. VOC 11-point and area AP), and
+* every AP50 the evaluator returns (e.g. VOC 11-point and area AP) and a
+  COCO evaluator's AP at IoU 0.5:0.95 (``coco/bbox_mAP``, ``coco/segm_mAP``),
+  and
 * the first and last logged value of every loss term (``loss`` and each
   ``loss_*``), so it shows that each part of the detector learns.
 
@@ -145,7 +147,9 @@ def run_learning_benchmark(config: str,
         dict: ``config``, ``seed``, ``iters``, ``batch_size``, ``losses``
         (``{name: (first, last)}`` logged values), ``curves`` (every logged
         loss term, ``{name: [(iteration, value), ...]}``), ``ap50`` (``{metric
-        name: AP at IoU 0.5 in percent}``) and ``minutes``.
+        name: AP at IoU 0.5 in percent}``), ``coco_ap`` (a COCO evaluator's
+        AP at IoU 0.5:0.95 in percent, ``{'coco/bbox_mAP': ..., ...}``;
+        empty for VOC metrics) and ``minutes``.
     """
     import torch
 
@@ -176,6 +180,12 @@ def run_learning_benchmark(config: str,
         for key, value in metrics.items()
         if key.endswith('AP50') or key.endswith('mAP_50')
     }
+    # CocoMetric's primary figure, AP at IoU 0.5:0.95 ('coco/bbox_mAP')
+    coco_ap = {
+        key: 100 * value
+        for key, value in metrics.items()
+        if key.endswith(('bbox_mAP', 'segm_mAP'))
+    }
     if not ap50:
         raise RuntimeError(
             f"the test evaluator of {config} reported no AP50 (got "
@@ -189,6 +199,7 @@ def run_learning_benchmark(config: str,
                 for key, points in curves.items()},
         curves=curves,
         ap50=ap50,
+        coco_ap=coco_ap,
         minutes=(time.time() - start) / 60)
 
 
@@ -264,6 +275,7 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
     Returns:
         list[dict]: Per config, in first-seen order: ``config``, ``seeds``,
         ``iters``, ``batch_size``, ``ap50`` (``{metric: (mean, std)}``),
+        ``coco_ap`` (the same for COCO's AP at IoU 0.5:0.95, if reported),
         ``per_seed`` (``{metric: [values]}``), ``last_loss`` (mean, std) and
         ``minutes`` (mean).
     """
@@ -273,6 +285,8 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
     rows = []
     for config, runs in groups.items():
         metrics = list(dict.fromkeys(k for r in runs for k in r['ap50']))
+        coco = list(dict.fromkeys(
+            k for r in runs for k in r.get('coco_ap', {})))
         rows.append(
             dict(
                 config=config,
@@ -282,6 +296,10 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
                 ap50={
                     k: _mean_std([r['ap50'][k] for r in runs])
                     for k in metrics
+                },
+                coco_ap={
+                    k: _mean_std([r['coco_ap'][k] for r in runs])
+                    for k in coco
                 },
                 per_seed={k: [r['ap50'][k] for r in runs]
                           for k in metrics},
@@ -294,16 +312,18 @@ def format_summary(rows: Sequence[Dict]) -> str:
     """A markdown table of :func:`summarize`: one row per config, every AP50
     as mean ± std over the seeds (with the per-seed values)."""
     names = list(dict.fromkeys(k for r in rows for k in r['ap50']))
+    coco = list(dict.fromkeys(k for r in rows for k in r.get('coco_ap', {})))
     lines = [
         '| config | seeds | iterations x images | ' +
-        ' | '.join(f'{k} (mean ± std)' for k in names) +
+        ' | '.join(f'{k} (mean ± std)' for k in names + coco) +
         ' | per-seed ' + names[0] + ' | last loss | minutes / run |',
-        '|---|---|---|' + '---|' * len(names) + '---|---|---|'
+        '|---|---|---|' + '---|' * len(names + coco) + '---|---|---|'
     ]
     for r in rows:
+        values = dict(r['ap50'], **r.get('coco_ap', {}))
         aps = ' | '.join(
-            '{:.1f} ± {:.1f}'.format(*r['ap50'][k]) if k in r['ap50'] else
-            '-' for k in names)
+            '{:.1f} ± {:.1f}'.format(*values[k]) if k in values else '-'
+            for k in names + coco)
         per_seed = ', '.join(f'{v:.1f}' for v in r['per_seed'].get(
             names[0], []))
         seeds = ', '.join(str(s) for s in r['seeds'])
@@ -383,15 +403,18 @@ def write_report(results: Sequence[Dict], out_dir: str,
 def format_results(results: Sequence[Dict]) -> str:
     """A markdown table of :func:`run_learning_benchmark` results: one row
     per run with every AP50, then each run's loss terms, first -> last."""
-    names = list(dict.fromkeys(k for r in results for k in r['ap50']))
+    names = list(dict.fromkeys(
+        k for r in results for k in list(r['ap50']) + list(
+            r.get('coco_ap', {}))))
     lines = [
         '| config | seed | iterations x images | ' +
         ' | '.join(names) + ' | minutes |',
         '|---|---|---|' + '---|' * len(names) + '---|'
     ]
     for r in results:
+        values = dict(r['ap50'], **r.get('coco_ap', {}))
         aps = ' | '.join(
-            f"{r['ap50'][k]:.1f}" if k in r['ap50'] else '-' for k in names)
+            f'{values[k]:.1f}' if k in values else '-' for k in names)
         seed = '-' if r.get('seed') is None else r['seed']
         lines.append(f"| {osp.basename(r['config'])} | {seed} | "
                      f"{r['iters']} x {r['batch_size']} | {aps} | "

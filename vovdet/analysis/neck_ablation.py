@@ -1,4 +1,6 @@
-"""The shapes-data neck ablation: train FPN and OSA-FPN alike, compare AP.
+"""The shapes-data neck ablation: train FPN, OSA-FPN, PAFPN and OSA-PAFPN
+alike, compare AP (one seed; several seeds with mean and standard deviation:
+``tools/analysis/learning_benchmark.py``, docs/necks.md).
 
 Each config is trained by ``tools/train.py`` in its own process (the same
 code path as a user's run) with the same seed and number of iterations; the
@@ -17,6 +19,8 @@ from typing import Dict, List, Optional, Sequence
 ABLATION_CONFIGS = (
     'configs/vovnet19slim_fpn_maskrcnn_shapes_ablation.py',
     'configs/vovnet19slim_osafpn_maskrcnn_shapes_ablation.py',
+    'configs/vovnet19slim_pafpn_maskrcnn_shapes_ablation.py',
+    'configs/vovnet19slim_osapafpn_maskrcnn_shapes_ablation.py',
 )
 METRIC_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP',
                'coco/segm_mAP_50')
@@ -84,7 +88,7 @@ def run_ablation(work_root: str,
     Args:
         work_root (str): Each run writes to ``work_root/<config name>``.
         configs (Sequence[str]): Config paths (relative to the repository
-            or absolute). Defaults to the FPN / OSA-FPN shapes pair.
+            or absolute). Defaults to the four shapes ablation configs.
         seed (int): ``randomness.seed`` of every run. Defaults to 0.
         max_iters (int, optional): Train this many iterations and evaluate
             at the end instead of the configs' own schedule length (the

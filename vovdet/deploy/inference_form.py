@@ -2,8 +2,8 @@
 that changes how a network computes but not what it computes.
 
 * **branch fusion**: every outermost module with a ``switch_to_deploy()``
-  method (a RepVGG backbone) folds its training branches into single convs
-  (:func:`reparameterize_model`);
+  method (a RepVGG backbone, an OSA-FPN neck with RepVGG layers) folds its
+  training branches into single convs (:func:`reparameterize_model`);
 * **conv-BN folding**: every BatchNorm that directly follows a conv is
   folded into that conv (:func:`fold_conv_bn`); GroupNorm normalises with
   per-image statistics and stays;
@@ -30,7 +30,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from vovdet.models.backbones.repvgg import fuse_conv_norm
+from vovdet.models.layers.repvgg_block import fuse_conv_norm
 
 # Largest relative output change a transform may cause (fp32 folding of BN
 # statistics; RepVGG's own tests reach ~1e-6).
@@ -45,7 +45,10 @@ def deployable_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """The outermost submodules that have a ``switch_to_deploy()`` method.
 
     A RepVGG backbone is returned as one module, not as its blocks: its own
-    ``switch_to_deploy()`` converts them all or, on error, none.
+    ``switch_to_deploy()`` converts them all or, on error, none. A module
+    whose ``reparameterizable`` attribute is False (an OSA-FPN neck built
+    without RepVGG layers) has nothing to fold and is skipped; its
+    submodules are searched as usual.
 
     Args:
         model (nn.Module): A detector (or any module).
@@ -59,7 +62,8 @@ def deployable_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
         if any(name.startswith(f'{outer}.') or outer == ''
                for outer, _ in found):
             continue
-        if callable(getattr(module, 'switch_to_deploy', None)):
+        if (callable(getattr(module, 'switch_to_deploy', None))
+                and getattr(module, 'reparameterizable', True)):
             found.append((name, module))
     return found
 
@@ -68,8 +72,9 @@ def reparameterize_model(model: nn.Module) -> List[str]:
     """Convert every deployable submodule of ``model`` in place.
 
     Folding uses the norm layers' running statistics, so the converted
-    model equals the original in ``eval()`` mode. A detector normally has
-    one deployable module, the backbone; RepVGG converts all-or-nothing
+    model equals the original in ``eval()`` mode. A detector has one
+    deployable module per re-parameterisable part (a RepVGG backbone, a
+    RepVGG OSA-FPN neck); each converts all-or-nothing
     (every fused kernel is computed before any block changes). With several
     deployable modules, those before a failing one stay converted.
 
@@ -114,7 +119,7 @@ def fold_conv_bn(model: nn.Module) -> int:
     ``fuse_conv_bn`` folds across other children, ignores the channel count
     and the order, and so crashes on, or silently breaks, DSOD's
     pre-activation ``norm-act-conv`` layers). The conv gets ``W * gamma /
-    sigma`` and a bias (:func:`~vovdet.models.backbones.repvgg.
+    sigma`` and a bias (:func:`~vovdet.models.layers.repvgg_block.
     fuse_conv_norm`, the RepVGG fusion's own function), the BN becomes
     ``nn.Identity``, in place. Registration order is not call order (a
     pre-activation BN may be registered after the conv it precedes), so

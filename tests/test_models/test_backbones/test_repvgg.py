@@ -5,6 +5,7 @@ from mmdet.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import vovdet  # noqa: F401
+from tests.helpers import randomize_norms
 from vovdet.models.backbones.repvgg import (GROUPWISE_LAYERS, RepVGGBlock,
                                             identity_kernel,
                                             repvgg_fused_kernel_bias)
@@ -40,17 +41,6 @@ def build(**kwargs):
 
 def num_params(model):
     return sum(p.numel() for p in model.parameters())
-
-
-def randomize_norms(model):
-    """Give every BN non-trivial statistics so the fold is really tested."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
 
 
 def build_random(**kwargs):

@@ -1,8 +1,10 @@
 from .checkpoint import checkpoint_keep_running_stats, keep_running_stats
 from .osa import OSAModule, OSAStage, osa_conv3x3
+from .repvgg_block import RepVGGBlock, fuse_repvgg_blocks
 from .res_bottleneck import res_bottleneck
 
 __all__ = [
     'OSAModule', 'OSAStage', 'osa_conv3x3', 'checkpoint_keep_running_stats',
-    'keep_running_stats', 'res_bottleneck'
+    'keep_running_stats', 'res_bottleneck', 'RepVGGBlock',
+    'fuse_repvgg_blocks'
 ]

@@ -6,6 +6,8 @@ memory-access-cost lower bound of Eq. 1), concatenates the module input and
 every layer output *once*, and aggregates them with a single 1x1 conv.
 VoVNetV2 (CenterMask, Lee & Park 2020) adds an identity shortcut and the
 effective Squeeze-Excitation (eSE) attention on the aggregated output.
+YOLOv7's ELAN (Wang et al. 2022, Sec. 3.1) is an OSA module whose layers read
+only part of its input (CSPNet's partial split): ``bypass_channels``.
 
 This file is shared by the VoVNet backbone, the OSA-FPN necks and the
 VoVNet variants of DSOD/RefineDet.
@@ -20,12 +22,15 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 
 from .checkpoint import checkpoint_keep_running_stats
+from .repvgg_block import RepVGGBlock
 
 
 def osa_conv3x3(in_channels: int,
                 out_channels: int,
                 stride: int = 1,
                 depthwise: bool = False,
+                repvgg: bool = False,
+                deploy: bool = False,
                 conv_cfg: OptConfigType = None,
                 norm_cfg: ConfigType = dict(type='BN'),
                 act_cfg: ConfigType = dict(type='ReLU')) -> nn.Module:
@@ -38,13 +43,34 @@ def osa_conv3x3(in_channels: int,
         depthwise (bool): If True, build the VoVNetV2 "DW" form: a depthwise
             3x3 conv without norm or activation, then a pointwise
             1x1 conv-norm-act. Defaults to False (a plain 3x3 conv-norm-act).
-        conv_cfg (dict, optional): Conv layer config. Defaults to None.
+        repvgg (bool): If True, build a :class:`RepVGGBlock` (3x3, 1x1 and,
+            when the shape allows, identity branches that fold into one 3x3
+            conv at deploy time). Not with ``depthwise``. Defaults to False.
+        deploy (bool): Only with ``repvgg``: build the folded form directly.
+            Defaults to False.
+        conv_cfg (dict, optional): Conv layer config (not with ``repvgg``).
+            Defaults to None.
         norm_cfg (dict): Norm layer config. Defaults to ``dict(type='BN')``.
         act_cfg (dict): Activation config. Defaults to ``dict(type='ReLU')``.
 
     Returns:
         nn.Module: The conv block.
     """
+    if repvgg:
+        if depthwise or conv_cfg is not None:
+            raise ValueError(
+                'a RepVGG layer (repvgg=True) is a dense 3x3 of plain convs: '
+                'it takes neither depthwise=True nor a conv_cfg; drop one')
+        return RepVGGBlock(
+            in_channels,
+            out_channels,
+            stride=stride,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            deploy=deploy)
+    if deploy:
+        raise ValueError('deploy=True builds the folded form of RepVGG '
+                         'layers; it needs repvgg=True')
     if depthwise:
         return DepthwiseSeparableConvModule(
             in_channels,
@@ -73,14 +99,19 @@ def osa_conv3x3(in_channels: int,
 class OSAModule(BaseModule):
     """One-Shot Aggregation module.
 
-    ``x -> [reduce] -> conv_1 -> ... -> conv_n``; ``concat(x, conv_1..conv_n)``
-    -> 1x1 conv -> [eSE] -> [+ x].
+    ``x -> [bypass split] -> [reduce] -> conv_1 -> ... -> conv_n``;
+    ``concat(x, conv_1..conv_n)`` -> 1x1 conv -> [eSE] -> [+ x].
 
     Args:
         in_channels (int): Input channels.
         mid_channels (int): Channels of every 3x3 layer.
         out_channels (int): Channels after the 1x1 aggregation.
         num_layers (int): Number of 3x3 layers (5 in VoVNet-39/57).
+        bypass_channels (int): The first ``bypass_channels`` input channels
+            skip the 3x3 layers and reach only the concatenation; the layers
+            read the other ``in_channels - bypass_channels`` (CSPNet's
+            partial split, as in YOLOv7's ELAN). Defaults to 0 (the layers
+            read the whole input, VoVNet's module).
         depthwise (bool): Use depthwise-separable 3x3 layers. When
             ``in_channels != mid_channels`` a 1x1 conv-norm-act reduction runs
             first (the concat still takes the original input).
@@ -91,6 +122,11 @@ class OSAModule(BaseModule):
             first layer's pointwise conv maps ``in_channels`` to
             ``mid_channels`` itself, so the module has no 1x1 bottleneck
             (the OSA-FPN necks). Defaults to True.
+        repvgg (bool): Make the 3x3 layers RepVGG blocks, which
+            :func:`~vovdet.models.layers.fuse_repvgg_blocks` folds into one
+            conv each. Defaults to False.
+        deploy (bool): Build those layers folded (with ``repvgg``).
+            Defaults to False.
         use_ese (bool): Apply eSE attention to the aggregated output.
             Defaults to False.
         identity (bool): Add the input to the output; requires
@@ -109,8 +145,11 @@ class OSAModule(BaseModule):
                  mid_channels: int,
                  out_channels: int,
                  num_layers: int,
+                 bypass_channels: int = 0,
                  depthwise: bool = False,
                  depthwise_reduction: bool = True,
+                 repvgg: bool = False,
+                 deploy: bool = False,
                  use_ese: bool = False,
                  identity: bool = False,
                  conv_cfg: OptConfigType = None,
@@ -123,22 +162,27 @@ class OSAModule(BaseModule):
             raise ValueError(
                 f'identity shortcut needs in_channels == out_channels, got '
                 f'{in_channels} and {out_channels}')
+        if not 0 <= bypass_channels < in_channels:
+            raise ValueError(
+                f'bypass_channels must be in [0, in_channels), got '
+                f'{bypass_channels} of {in_channels}')
         self.identity = identity
         self.with_cp = with_cp
+        self.bypass_channels = bypass_channels
         conv_kwargs = dict(
             conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        layer_in = in_channels - bypass_channels
         self.reduction = None
-        if (depthwise and depthwise_reduction
-                and in_channels != mid_channels):
+        if depthwise and depthwise_reduction and layer_in != mid_channels:
             self.reduction = ConvModule(
-                in_channels, mid_channels, 1, bias=False, **conv_kwargs)
-        layer_in = mid_channels if self.reduction is not None else in_channels
+                layer_in, mid_channels, 1, bias=False, **conv_kwargs)
+            layer_in = mid_channels
         self.layers = nn.ModuleList()
         for _ in range(num_layers):
             self.layers.append(
                 osa_conv3x3(
                     layer_in, mid_channels, depthwise=depthwise,
-                    **conv_kwargs))
+                    repvgg=repvgg, deploy=deploy, **conv_kwargs))
             layer_in = mid_channels
         self.aggregation = ConvModule(
             in_channels + num_layers * mid_channels,
@@ -150,7 +194,9 @@ class OSAModule(BaseModule):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs: List[torch.Tensor] = [x]
-        y = self.reduction(x) if self.reduction is not None else x
+        y = x[:, self.bypass_channels:] if self.bypass_channels else x
+        if self.reduction is not None:
+            y = self.reduction(y)
         for layer in self.layers:
             y = layer(y)
             outputs.append(y)

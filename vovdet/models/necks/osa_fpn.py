@@ -3,55 +3,79 @@
 No paper or official repository defines an OSA-based FPN (``paper_specs.md``
 §8: VoVNet's detectors use a plain FPN; detectron2's "FPNLite" is an FPN with
 128 channels), so this is vovdet's own design. It carries the VoVNet paper's
-argument (Sec. 3, Eq. 1) into the neck:
+argument (Sec. 3, Eq. 1) into the neck -- concatenate, aggregate once,
+c_in = c_out -- at FPN's cost, taking from the OSA relatives that won in
+practice:
 
-* **concatenate, do not sum**: at each top-down step the upsampled coarser
-  output and the backbone map of the level are concatenated;
-* **aggregate once**: the concatenation runs through one OSA module
-  (:class:`~vovdet.models.layers.OSAModule`): ``layers_per_module`` 3x3
-  conv-norm-act layers of ``module_channels``, each feeding the next, then
-  the module input and every layer output are concatenated once and reduced
-  by a single 1x1 conv-norm-act to ``out_channels``. There is no 1x1 lateral
-  conv before the concatenation and no 1x1 bottleneck inside the module:
-  FPN's lateral 1x1 (c_in != c_out, k = 1) is its layer farthest from the
-  memory-access-cost bound, and the aggregation conv already mixes the
-  backbone channels;
-* **c_in = c_out** in every 3x3 layer after the first.
+* **CSP-OSA fusion (YOLOv7's ELAN / ELAN-H).** Each fusion is an
+  :class:`~vovdet.models.layers.OSAModule` whose 3x3 layers read only half of
+  its input: the other half bypasses them and reaches the one aggregation
+  directly (CSPNet's partial split; ELAN in Wang et al., "YOLOv7", 2022,
+  Sec. 3.1, mmyolo's ``ELANBlock``). The layers are narrow
+  (``module_channels``, half the neck width by default) and keep c_in = c_out;
+  every layer output is concatenated once and reduced by one 1x1 conv.
+  VoV-GSCSP (Li et al., "Slim-neck by GSConv", 2022) is the same
+  one-shot-aggregation-plus-CSP shape built from GSConvs.
+* **Concatenation, evaluated without copying it.** A fusion's input is the
+  concatenation of the backbone map and the coarser output, mixed by a 1x1
+  conv-norm: ``W [C_i; up(P_{i+1})] = W_l C_i + up(W_t P_{i+1})``. A 1x1 conv
+  commutes with the resize, so ``W_t`` runs at the coarse resolution (a
+  quarter of the pixels), as YOLOv7's and PP-YOLOE's necks reduce before
+  they upsample; each part has its own norm (FPN's lateral conv-norm, and
+  RepVGG's per-branch BN that folds into its conv) and the activation
+  follows the sum.
+* **Lite (PP-PicoDet's CSP-PAN).** ``depthwise=True`` makes every 3x3 of the
+  neck depthwise-separable (Yu et al., "PP-PicoDet", 2021, Sec. 3.2).
+* **Re-parameterisable (PP-YOLOE's CSPRepResStage).** ``repvgg=True`` makes
+  the 3x3 layers RepVGG blocks (3x3 + 1x1 + identity branches) that
+  ``switch_to_deploy()`` folds into one 3x3 conv each (Xu et al.,
+  "PP-YOLOE", 2022, Sec. 2.2; Ding et al., "RepVGG", 2021, Sec. 3.3).
 
-The defaults (``module_channels`` = 3/4 of ``out_channels``, one layer per
-module) are the cheapest setting whose MAC per multiply-add is below FPN's at
-800x1333 on VoVNet-39 features; ``docs/necks.md`` has the analysis.
+The defaults (``expand_ratio=0.5``: half the neck width per CSP part;
+``module_channels`` = that half; ``layers_per_module=2``) were chosen by cost:
+the default OSA-FPN's paired CPU latency is at most 1.10x mmdet's FPN's and
+the default OSA-PAFPN's at most 1.10x mmdet's PAFPN's at 800x1333 on
+VoVNet-39 features; ``docs/necks.md`` has the measurements.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule, build_activation_layer
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..layers.osa import OSAModule, osa_conv3x3
+from ..layers.repvgg_block import fuse_repvgg_blocks
 
 EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
 
 
 @MODELS.register_module()
 class OSAFPN(BaseModule):
-    """Feature pyramid whose top-down fusions are OSA modules.
+    """Feature pyramid whose top-down fusions are CSP-OSA modules.
 
     With ``L`` used backbone levels ``C_0 .. C_{L-1}`` (fine to coarse)::
 
-        P_{L-1} = OSA_{L-1}(C_{L-1})
-        P_i     = OSA_i(concat(C_i, up(P_{i+1})))     [+ up(P_{i+1})]
+        P_{L-1} = OSA_{L-1}(act(lat(C_{L-1})))
+        P_i     = OSA_i(act(lat(C_i) + up(td(P_{i+1}))))   [+ up(P_{i+1})]
 
-    where the bracketed shortcut is added when ``identity`` is set. Extra
-    levels follow mmdet's :class:`~mmdet.models.necks.FPN` exactly: stride-2
-    max-pooling of the last output, or stride-2 3x3 convs on the source
-    chosen by ``add_extra_convs``. The arguments it shares with ``FPN`` mean
-    the same, so ``type='FPN'`` can be swapped for ``type='OSAFPN'`` in any
-    mmdet config; the outputs have the same number, channels and strides.
+    ``lat`` and ``td`` are 1x1 conv-norms to ``2 * mid`` channels
+    (``mid = out_channels * expand_ratio``; together, one 1x1 conv of the
+    concatenation ``[C_i; up(P_{i+1})]``, with ``td`` run before the
+    upsampling). ``OSA`` passes the first ``mid`` channels straight to its
+    concatenation and runs the other ``mid`` through ``layers_per_module``
+    chained 3x3 layers of ``module_channels``; the concatenation of its input
+    and every layer output is reduced once by a 1x1 conv-norm-act to
+    ``out_channels``. The bracketed shortcut is added when ``identity`` is
+    set. Extra levels follow mmdet's :class:`~mmdet.models.necks.FPN`
+    exactly: stride-2 max-pooling of the last output, or stride-2 3x3 convs
+    on the source chosen by ``add_extra_convs``. The arguments it shares
+    with ``FPN`` mean the same, so ``type='FPN'`` can be swapped for
+    ``type='OSAFPN'`` in any mmdet config; the outputs have the same number,
+    channels and strides.
 
     Args:
         in_channels (list[int]): Channels of each backbone level.
@@ -64,29 +88,39 @@ class OSAFPN(BaseModule):
         add_extra_convs (bool or str): False: extra levels by max-pooling.
             Otherwise a stride-2 3x3 conv-norm-act on ``'on_input'`` (the last
             used backbone map; also what ``True`` means), ``'on_lateral'``
-            (FPN's top lateral map; OSA-FPN has no lateral convs, so this is
-            the same backbone map as ``'on_input'``) or ``'on_output'`` (the
-            last output), then further convs on the previous extra level.
-            Defaults to False.
+            (the same backbone map: the lateral conv here is part of the
+            fusion and has ``2 * mid`` channels, not ``out_channels``) or
+            ``'on_output'`` (the last output), then further convs on the
+            previous extra level. Defaults to False.
         relu_before_extra_convs (bool): Apply ReLU before the second and later
             extra convs. Defaults to False.
-        module_channels (int, optional): Channels of every 3x3 layer in the
-            OSA modules. Defaults to None, which means
-            ``3 * out_channels // 4`` (192 for 256).
-        layers_per_module (int): 3x3 layers per OSA module. Defaults to 1.
+        expand_ratio (float): Width of each CSP part, ``mid``, as a fraction
+            of ``out_channels``; the fusion input has ``2 * mid`` channels,
+            half of which bypass the 3x3 layers. Defaults to 0.5.
+        module_channels (int, optional): Channels of every 3x3 layer of the
+            OSA modules. Defaults to None, which means ``mid`` (128 for a
+            256-channel neck).
+        layers_per_module (int): 3x3 layers per OSA module. Defaults to 2.
         use_ese (bool): Effective Squeeze-Excitation on each module's output
             (VoVNetV2). Defaults to False.
-        identity (bool): Add the incoming path's map to each fused output:
-            the upsampled coarser map on the top-down path (VoVNetV2's
-            identity mapping applied to the part of the module input that
-            already has ``out_channels``). The top level has no incoming
-            map and no shortcut. Defaults to False.
+        identity (bool): Add the fused input that already has
+            ``out_channels`` to each fused output: the upsampled coarser
+            output on the top-down path, the level's top-down output on
+            OSA-PAFPN's bottom-up path (VoVNetV2's identity mapping). The top
+            level has no such input and no shortcut. Defaults to False.
         depthwise (bool): Make every 3x3 conv of the neck depthwise-separable
             (a depthwise 3x3 without norm, then a pointwise 1x1-norm-act), the
             "lite" variant for the slim/DW backbones. Defaults to False.
+        repvgg (bool): Make the 3x3 layers of the OSA modules RepVGG blocks,
+            folded by :meth:`switch_to_deploy`; needs a BatchNorm
+            ``norm_cfg`` to be folded. Not with ``depthwise``.
+            Defaults to False.
+        deploy (bool): Build those RepVGG layers folded, the form
+            :meth:`switch_to_deploy` produces (to load re-parameterised
+            checkpoints). Defaults to False.
         conv_cfg (dict, optional): Conv layer config. Defaults to None.
-        norm_cfg (dict): Norm layer config. Required: the OSA layers are
-            conv-norm-act convs without bias. Defaults to
+        norm_cfg (dict): Norm layer config. Required: the layers are
+            conv-norm convs without bias. Defaults to
             ``dict(type='BN', requires_grad=True)``.
         act_cfg (dict): Activation of every conv-norm-act layer, including
             the extra-level convs. Defaults to ``dict(type='ReLU')``.
@@ -120,11 +154,14 @@ class OSAFPN(BaseModule):
                  end_level: int = -1,
                  add_extra_convs: Union[bool, str] = False,
                  relu_before_extra_convs: bool = False,
+                 expand_ratio: float = 0.5,
                  module_channels: Optional[int] = None,
-                 layers_per_module: int = 1,
+                 layers_per_module: int = 2,
                  use_ese: bool = False,
                  identity: bool = False,
                  depthwise: bool = False,
+                 repvgg: bool = False,
+                 deploy: bool = False,
                  conv_cfg: OptConfigType = None,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  act_cfg: ConfigType = dict(type='ReLU'),
@@ -138,9 +175,10 @@ class OSAFPN(BaseModule):
         self.num_outs = num_outs
         if norm_cfg is None:
             raise ValueError(
-                'OSAFPN needs a norm_cfg: its OSA layers are conv-norm-act '
-                'convs without bias; pass e.g. norm_cfg=dict(type=\'GN\', '
-                'num_groups=32) or dict(type=\'BN\')')
+                f'{type(self).__name__} needs a norm_cfg: its layers are '
+                f'conv-norm convs without bias; pass e.g. '
+                f'norm_cfg=dict(type=\'GN\', num_groups=32) or '
+                f'dict(type=\'BN\')')
         if end_level == -1 or end_level == self.num_ins - 1:
             self.backbone_end_level = self.num_ins
             if num_outs < self.num_ins - start_level:
@@ -170,25 +208,45 @@ class OSAFPN(BaseModule):
         if layers_per_module < 1:
             raise ValueError(f'layers_per_module must be >= 1, got '
                              f'{layers_per_module}')
+        self.mid_channels = int(out_channels * expand_ratio)
+        if self.mid_channels < 1:
+            raise ValueError(
+                f'expand_ratio={expand_ratio} leaves no channel of '
+                f'out_channels={out_channels} per CSP part; use e.g. 0.5')
+        if repvgg and depthwise:
+            raise ValueError('repvgg=True and depthwise=True exclude each '
+                             'other: RepVGG layers are dense 3x3 convs')
+        if deploy and not repvgg:
+            raise ValueError('deploy=True builds the folded RepVGG layers; '
+                             'it needs repvgg=True')
         self.start_level = start_level
         self.end_level = end_level
         self.add_extra_convs = add_extra_convs
         self.relu_before_extra_convs = relu_before_extra_convs
+        self.expand_ratio = expand_ratio
         self.module_channels = (
-            module_channels if module_channels is not None else
-            3 * out_channels // 4)
+            module_channels
+            if module_channels is not None else self.mid_channels)
         self.layers_per_module = layers_per_module
         self.use_ese = use_ese
         self.identity = identity
         self.depthwise = depthwise
-        self.conv_kwargs = dict(
-            conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.repvgg = repvgg
+        self.deploy = deploy
+        self.conv_cfg = conv_cfg
+        self.norm_cfg = norm_cfg
+        self.act_cfg = act_cfg
         self.upsample_cfg = dict(upsample_cfg)
+        self.activate = self._entry_activation(act_cfg)
 
         used = self.in_channels[start_level:self.backbone_end_level]
+        self.lateral_convs = nn.ModuleList(
+            self._entry_conv(c, kernel_size=1) for c in used)
+        self.top_down_convs = nn.ModuleList(
+            self._entry_conv(out_channels, kernel_size=1)
+            for _ in used[:-1])
         self.top_down_modules = nn.ModuleList(
-            self._osa_module(c if i == len(used) - 1 else c + out_channels)
-            for i, c in enumerate(used))
+            self._osa_module() for _ in used)
 
         self.extra_convs = nn.ModuleList()
         extra_levels = num_outs - len(used)
@@ -198,42 +256,102 @@ class OSAFPN(BaseModule):
                     channels = self.in_channels[self.backbone_end_level - 1]
                 else:
                     channels = out_channels
-                self.extra_convs.append(self._conv3x3(channels, stride=2))
+                self.extra_convs.append(
+                    self._conv3x3(channels, out_channels, 2, self.act_cfg))
 
-    def _osa_module(self, in_channels: int) -> OSAModule:
-        """An OSA fusion module from ``in_channels`` to ``out_channels``."""
-        return OSAModule(
+    @property
+    def reparameterizable(self) -> bool:
+        """Whether :meth:`switch_to_deploy` has branches to fold (the
+        inference-form tools skip the neck otherwise)."""
+        return self.repvgg
+
+    def switch_to_deploy(self) -> None:
+        """Fold every RepVGG layer into one 3x3 conv; idempotent.
+
+        All fused kernels are computed before any layer changes, so a norm
+        that cannot be folded (GroupNorm) raises without leaving the neck
+        half converted. The deployed neck equals the original in ``eval()``
+        mode.
+        """
+        fuse_repvgg_blocks(self)
+        self.deploy = self.repvgg
+
+    @staticmethod
+    def _entry_activation(act_cfg: OptConfigType) -> nn.Module:
+        """The activation after the sum of a fusion's input parts, in place
+        where it can be (as in mmcv's ``ConvModule``): the sum is a fresh
+        map, and each full-resolution map allocated costs CPU time."""
+        if not act_cfg:
+            return nn.Identity()
+        act_cfg = dict(act_cfg)
+        # the types mmcv's ConvModule builds without ``inplace``
+        if act_cfg['type'] not in ('Tanh', 'PReLU', 'Sigmoid', 'HSigmoid',
+                                   'Swish', 'GELU'):
+            act_cfg.setdefault('inplace', True)
+        return build_activation_layer(act_cfg)
+
+    def _entry_conv(self, in_channels: int, kernel_size: int,
+                    stride: int = 1) -> nn.Module:
+        """One part of a fusion's input conv: conv-norm to ``2 * mid``; the
+        activation follows the sum of the parts."""
+        if kernel_size == 3:
+            return self._conv3x3(in_channels, 2 * self.mid_channels, stride,
+                                 act_cfg=None)
+        return ConvModule(
             in_channels,
+            2 * self.mid_channels,
+            kernel_size,
+            bias=False,
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=None)
+
+    def _osa_module(self) -> OSAModule:
+        """A CSP-OSA fusion module from ``2 * mid`` to ``out_channels``."""
+        return OSAModule(
+            2 * self.mid_channels,
             self.module_channels,
             self.out_channels,
             self.layers_per_module,
+            bypass_channels=self.mid_channels,
             depthwise=self.depthwise,
             depthwise_reduction=False,
+            repvgg=self.repvgg,
+            deploy=self.deploy,
             use_ese=self.use_ese,
-            **self.conv_kwargs)
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg)
 
-    def _conv3x3(self, in_channels: int, stride: int) -> nn.Module:
-        """A 3x3 conv-norm-act to ``out_channels`` (depthwise if set)."""
+    def _conv3x3(self, in_channels: int, out_channels: int, stride: int,
+                 act_cfg: OptConfigType) -> nn.Module:
+        """A 3x3 conv-norm[-act] (depthwise-separable if set)."""
         return osa_conv3x3(
             in_channels,
-            self.out_channels,
+            out_channels,
             stride=stride,
             depthwise=self.depthwise,
-            **self.conv_kwargs)
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=act_cfg)
 
-    def _upsample(self, x: Tensor, size: torch.Size) -> Tensor:
+    def _upsample(self, x: Tensor, size) -> Tensor:
         if 'scale_factor' in self.upsample_cfg:
             return F.interpolate(x, **self.upsample_cfg)
         return F.interpolate(x, size=size, **self.upsample_cfg)
 
     def _fuse(self, feats: List[Tensor]) -> List[Tensor]:
         """Top-down path: one output per used backbone level, fine first."""
-        outs = [self.top_down_modules[-1](feats[-1])]
+        top = self.activate(self.lateral_convs[-1](feats[-1]))
+        outs = [self.top_down_modules[-1](top)]
         for i in range(len(feats) - 2, -1, -1):
-            coarser = self._upsample(outs[0], feats[i].shape[2:])
-            out = self.top_down_modules[i](torch.cat([feats[i], coarser], 1))
+            coarser, size = outs[0], feats[i].shape[2:]
+            # in place: the norm's output is not needed by its backward
+            fused = self.lateral_convs[i](feats[i])
+            fused += self._upsample(self.top_down_convs[i](coarser), size)
+            out = self.top_down_modules[i](self.activate(fused))
             if self.identity:
-                out = out + coarser
+                out = out + self._upsample(coarser, size)
             outs.insert(0, out)
         return outs
 
@@ -283,18 +401,20 @@ class OSAFPN(BaseModule):
 
 @MODELS.register_module()
 class OSAPAFPN(OSAFPN):
-    """OSA-FPN with a PANet bottom-up path whose fusions are OSA modules too.
+    """OSA-FPN with a PANet bottom-up path whose fusions are CSP-OSA too.
 
     After the top-down path of :class:`OSAFPN` gives ``P_0 .. P_{L-1}``::
 
         N_0 = P_0
-        N_i = OSA'_i(concat(P_i, down(N_{i-1})))      [+ down(N_{i-1})]
+        N_i = OSA'_i(act(lat'(P_i) + down(N_{i-1})))      [+ P_i]
 
-    ``down`` is a stride-2 3x3 conv-norm-act (``out_channels`` to itself, as
-    in mmdet's ``PAFPN``); the shortcut is added when ``identity`` is set.
-    Extra levels are made from the ``N`` maps as in :class:`OSAFPN`.
-    Like ``PAFPN``, each level must be exactly half the size of the one below
-    (pad images to a multiple of the largest stride, e.g.
+    ``lat'`` is a 1x1 conv-norm and ``down`` a stride-2 3x3 conv-norm, both
+    to ``2 * mid`` channels: the downsampling conv of mmdet's ``PAFPN`` is
+    here the bottom-up part of the fusion's input conv, so the concatenation
+    ``[P_i; down(N_{i-1})]`` is never built. The shortcut is added when
+    ``identity`` is set. Extra levels are made from the ``N`` maps as in
+    :class:`OSAFPN`. Like ``PAFPN``, each level must be exactly half the size
+    of the one below (pad images to a multiple of the largest stride, e.g.
     ``pad_size_divisor=32``).
 
     Args:
@@ -305,11 +425,13 @@ class OSAPAFPN(OSAFPN):
         super().__init__(*args, **kwargs)
         num_levels = len(self.top_down_modules)
         self.downsample_convs = nn.ModuleList(
-            self._conv3x3(self.out_channels, stride=2)
+            self._entry_conv(self.out_channels, kernel_size=3, stride=2)
+            for _ in range(num_levels - 1))
+        self.bottom_up_lateral_convs = nn.ModuleList(
+            self._entry_conv(self.out_channels, kernel_size=1)
             for _ in range(num_levels - 1))
         self.bottom_up_modules = nn.ModuleList(
-            self._osa_module(2 * self.out_channels)
-            for _ in range(num_levels - 1))
+            self._osa_module() for _ in range(num_levels - 1))
 
     def _fuse(self, feats: List[Tensor]) -> List[Tensor]:
         """Top-down path, then the bottom-up path."""
@@ -323,9 +445,10 @@ class OSAPAFPN(OSAFPN):
                     f'{tuple(down.shape[2:])} but level {i} is '
                     f'{tuple(top_down[i].shape[2:])}; pad the images to a '
                     f'multiple of the largest stride (pad_size_divisor=32)')
-            out = self.bottom_up_modules[i - 1](
-                torch.cat([top_down[i], down], 1))
+            fused = self.bottom_up_lateral_convs[i - 1](top_down[i])
+            fused += down
+            out = self.bottom_up_modules[i - 1](self.activate(fused))
             if self.identity:
-                out = out + down
+                out = out + top_down[i]
             outs.append(out)
         return outs
