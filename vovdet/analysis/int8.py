@@ -16,6 +16,7 @@ For each trained detector :func:`int8_study`
    number of intra-op threads.
 """
 import copy
+import inspect
 import json
 import os
 import os.path as osp
@@ -166,29 +167,27 @@ def int8_study(spec: Int8Model,
 
 def run_int8_study(models: Sequence[Int8Model],
                    work_dir: str,
-                   calibration_images: int = 64,
-                   method: str = 'MinMax',
-                   scheme: Optional[dict] = None,
-                   threads: int = 1,
-                   warmup: int = 2,
-                   rounds: int = 20,
-                   limit: Optional[int] = None,
-                   log: Callable[[str], None] = print) -> Int8Study:
-    """:func:`int8_study` for every model, one after another."""
+                   log: Callable[[str], None] = print,
+                   **kwargs: Any) -> Int8Study:
+    """:func:`int8_study` for every model, one after another, with the same
+    ``kwargs`` (its arguments after ``work_dir``)."""
+    settings = inspect.signature(int8_study).bind_partial(**kwargs)
+    settings.apply_defaults()
+    get = settings.arguments.get
     from vovdet.deploy.onnx import require
     ort = require('onnxruntime')
     os.makedirs(work_dir, exist_ok=True)
     study = Int8Study(
         device=device_name(torch.device('cpu')),
-        threads=threads,
-        warmup=warmup,
-        rounds=rounds,
-        calibration=f'{method}, {calibration_images} training images',
+        threads=get('threads'),
+        warmup=get('warmup'),
+        rounds=get('rounds'),
+        calibration=(f"{get('method')}, {get('calibration_images')} "
+                     f'training images'),
         versions=dict(torch=torch.__version__, onnxruntime=ort.__version__))
     for spec in models:
         study.models.append(
-            int8_study(spec, work_dir, calibration_images, method, scheme,
-                       threads, warmup, rounds, limit, log=log))
+            int8_study(spec, work_dir, log=log, **kwargs))
     return study
 
 
@@ -295,8 +294,6 @@ def plot_int8_study(study: Int8Study, path: str) -> None:
 def parse_args(argv: Optional[List[str]] = None) -> Any:
     import argparse
     from vovdet.apis.quantize_onnx import add_quantization_args
-    from vovdet.deploy.quantize import (ACTIVATION_TYPES,
-                                        CALIBRATION_METHODS, QUANT_FORMATS)
     parser = argparse.ArgumentParser(
         description='Quantize trained detectors to INT8 with ONNX Runtime '
         '(calibrated on training images) and compare AP50 on the held-out '
@@ -307,9 +304,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Any:
         help='a trained detector (repeat for several)')
     parser.add_argument('--calib-images', type=int, default=64,
                         help='training images to calibrate on (default 64)')
-    parser.add_argument('--method', default='MinMax',
-                        choices=CALIBRATION_METHODS)
-    add_quantization_args(parser, QUANT_FORMATS, ACTIVATION_TYPES)
+    add_quantization_args(parser)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--rounds', type=int, default=20)
@@ -334,8 +329,9 @@ def main(argv: Optional[List[str]] = None) -> Int8Study:
     from vovdet.apis.quantize_onnx import quantization_kwargs
     study = run_int8_study(
         [Int8Model(*m) for m in args.model], args.work_dir,
-        args.calib_images, args.method, quantization_kwargs(args),
-        args.threads, args.warmup, args.rounds, args.limit)
+        calibration_images=args.calib_images, method=args.method,
+        scheme=quantization_kwargs(args), threads=args.threads,
+        warmup=args.warmup, rounds=args.rounds, limit=args.limit)
     for path in write_int8_study(study, args.out, args.stem):
         print(f'wrote {path}')
     return study

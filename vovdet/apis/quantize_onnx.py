@@ -8,8 +8,6 @@ from .common import add_cfg_options, parse, require_files
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vovdet.deploy.quantize import (ACTIVATION_TYPES,
-                                        CALIBRATION_METHODS, QUANT_FORMATS)
     parser = argparse.ArgumentParser(
         description='Quantize an ONNX detector of tools/deploy/'
         'export_onnx.py to INT8 (QDQ; convs and fully connected layers), '
@@ -25,18 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
         '--calib-ann-file', help='annotation file of the calibration '
         "images, relative to the dataset's data_root (default: the "
         "config's train_dataloader's)")
-    parser.add_argument('--method', default='MinMax',
-                        choices=CALIBRATION_METHODS,
-                        help='calibration method (default MinMax)')
-    add_quantization_args(parser, QUANT_FORMATS, ACTIVATION_TYPES)
+    add_quantization_args(parser)
     add_cfg_options(parser, 'before reading the data')
     return parser
 
 
-def add_quantization_args(parser: argparse.ArgumentParser,
-                          formats: tuple, activations: tuple) -> None:
-    """The scheme arguments shared with ``tools/analysis/
+def add_quantization_args(parser: argparse.ArgumentParser) -> None:
+    """The calibration and scheme arguments shared with ``tools/analysis/
     int8_benchmark.py``."""
+    from vovdet.deploy.quantize import (ACTIVATION_TYPES,
+                                        CALIBRATION_METHODS, QUANT_FORMATS)
+    formats, activations = QUANT_FORMATS, ACTIVATION_TYPES
+    parser.add_argument('--method', default='MinMax',
+                        choices=CALIBRATION_METHODS,
+                        help='calibration method (default MinMax)')
     parser.add_argument('--per-tensor', action='store_true',
                         help='one weight scale per tensor (default: per '
                         'output channel)')
