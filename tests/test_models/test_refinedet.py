@@ -161,6 +161,43 @@ def test_tcb_top_down_path_reaches_the_finest_level():
     assert not torch.allclose(before, after)
 
 
+def test_without_transfer_connection_the_odm_reads_the_source_maps():
+    # the RefineDet paper's Table 3 ablation: no TCB, so ARM and ODM share
+    # the source maps; the ODM's inter blocks take their channels
+    neck = MODELS.build(
+        dict(type='RefineDetTCB', in_channels=(16, 24, 32), out_channels=8,
+             extra_mid_channels=4, transfer_connection=False)).eval()
+    feats = [torch.rand(1, c, s, s) for c, s in zip((16, 24, 32),
+                                                    (40, 20, 10))]
+    with torch.no_grad():
+        outs = neck(feats)
+    assert len(outs) == 8 and all(a is b for a, b in zip(outs[:4], outs[4:]))
+    assert neck.odm_channels == neck.source_channels == (16, 24, 32, 16)
+    assert not list(neck.lateral_convs.parameters())  # no unused TCB weights
+    head = small_head(in_channels=(16, 24, 32, 16),
+                      feat_channels=(16, 24, 32, 16))
+    arm_cls, _, odm_cls, _ = head(outs)
+    assert [tuple(m.shape) for m in odm_cls] == [
+        (1, 9, 40, 40), (1, 9, 20, 20), (1, 9, 10, 10), (1, 9, 5, 5)]
+    with pytest.raises(ValueError, match='one channel count per level'):
+        small_head(feat_channels=(8, 8))
+
+
+@pytest.mark.parametrize('name', ['vovnet19slim_refinedet192_shapes_no_tcb.py',
+                                  'vovnet19slim_refinedet192_shapes_odm_only_'
+                                  'no_tcb.py'])
+def test_no_tcb_ablation_configs_build_and_train(name):
+    model = build_config_model(osp.join(CONFIGS, name))
+    model.init_weights()
+    assert not model.neck.transfer_connection
+    losses = model(**detection_batch(model, size=192), mode='loss')
+    total = sum(losses.values())
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    # the ODM's gradient reaches the backbone through the source maps
+    assert model.backbone.stem[0].conv.weight.grad.abs().sum() > 0
+
+
 def test_tcb_odd_sizes_are_matched():
     neck = MODELS.build(
         dict(type='RefineDetTCB', in_channels=(8, 8, 8), out_channels=8,
@@ -471,6 +508,11 @@ def test_detector_checks_neck_and_head_agree():
     cfg = Config.fromfile(SHAPES)
     cfg.model.bbox_head.in_channels = (256, 384, 512, 512)
     with pytest.raises(ValueError, match='in_channels=\\(256, 384, 512, 256'):
+        MODELS.build(cfg.model)
+    cfg = Config.fromfile(SHAPES)
+    cfg.model.neck.transfer_connection = False
+    with pytest.raises(ValueError,
+                       match='feat_channels=\\(256, 384, 512, 256\\)'):
         MODELS.build(cfg.model)
     cfg = Config.fromfile(SHAPES)
     cfg.model.neck = None

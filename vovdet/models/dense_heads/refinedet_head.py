@@ -19,7 +19,7 @@ Anchors, assigners, the sampler, the box coder, the losses and the NMS are
 mmdet's.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -84,7 +84,9 @@ class RefineDetHead(BaseDenseHead):
             Defaults to 80.
         in_channels (Sequence[int]): Channels of the ARM source maps.
             Defaults to (512, 768, 1024, 512) (VoVNet + extra level).
-        feat_channels (int): Channels of the TCB maps. Defaults to 256.
+        feat_channels (int or Sequence[int]): Channels of the TCB maps, one
+            int for every level or one per level (the source maps' channels
+            when the neck's ``transfer_connection`` is off). Defaults to 256.
         inter_channels (int, optional): Width of the inter bottlenecks
             (output ``4 * inter_channels``); None predicts directly from the
             maps. Defaults to 256.
@@ -131,7 +133,7 @@ class RefineDetHead(BaseDenseHead):
         self,
         num_classes: int = 80,
         in_channels: Sequence[int] = (512, 768, 1024, 512),
-        feat_channels: int = 256,
+        feat_channels: Union[int, Sequence[int]] = 256,
         inter_channels: Optional[int] = 256,
         conv_cfg: OptConfigType = None,
         norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
@@ -174,6 +176,13 @@ class RefineDetHead(BaseDenseHead):
         if not 0. < neg_anchor_filter_thr <= 1.:
             raise ValueError(f'neg_anchor_filter_thr must be in (0, 1], got '
                              f'{neg_anchor_filter_thr}')
+        feat_channels = ((feat_channels, ) * self.num_levels if isinstance(
+            feat_channels, int) else tuple(feat_channels))
+        if len(feat_channels) != self.num_levels:
+            raise ValueError(
+                f'RefineDetHead got {len(feat_channels)} feat_channels but '
+                f'the anchor generator has {self.num_levels} levels; give one '
+                f'int or one channel count per level')
         self.num_classes = num_classes
         self.cls_out_channels = num_classes + 1
         self.in_channels = in_channels
@@ -234,10 +243,10 @@ class RefineDetHead(BaseDenseHead):
         self.odm_inter_blocks = nn.ModuleList()
         self.odm_cls_convs = nn.ModuleList()
         self.odm_reg_convs = nn.ModuleList()
-        for channels, num_anchors in zip(self.in_channels,
-                                         self.num_base_priors):
+        for channels, odm_channels, num_anchors in zip(
+                self.in_channels, self.feat_channels, self.num_base_priors):
             for prefix, in_ch, cls_out in (('arm', channels, 2),
-                                           ('odm', self.feat_channels,
+                                           ('odm', odm_channels,
                                             self.cls_out_channels)):
                 block, out = self._inter_block(in_ch)
                 getattr(self, f'{prefix}_inter_blocks').append(block)

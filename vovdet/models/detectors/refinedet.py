@@ -59,8 +59,10 @@ class RefineDet(SingleStageDetector):
                 f'bbox_head.in_channels is '
                 f'{tuple(self.bbox_head.in_channels)}; set bbox_head.'
                 f'in_channels={sources}')
-        if self.neck.out_channels != self.bbox_head.feat_channels:
+        odm = tuple(self.neck.odm_channels)
+        if odm != tuple(self.bbox_head.feat_channels):
             raise ValueError(
-                f'the neck gives {self.neck.out_channels}-channel TCB maps '
-                f'but bbox_head.feat_channels is '
-                f'{self.bbox_head.feat_channels}; make them equal')
+                f'the neck gives ODM maps with {odm} channels but '
+                f'bbox_head.feat_channels is '
+                f'{tuple(self.bbox_head.feat_channels)}; set bbox_head.'
+                f'feat_channels={odm if len(set(odm)) > 1 else odm[0]}')

@@ -66,6 +66,10 @@ class RefineDetTCB(BaseModule):
         norm_cfg (dict): Norm after every conv and deconv (BN in the
             VoVNet-RefineDet models; GN for small batches). Defaults to
             ``dict(type='BN', requires_grad=True)``.
+        transfer_connection (bool): Build the TCBs. False is the RefineDet
+            paper's Table 3 ablation ("transfer connection block" off): the
+            ODM reads the source maps, as the ARM does, and ``forward``
+            returns the source maps twice. Defaults to True.
         init_cfg (dict or list[dict], optional): Initialization config.
             Defaults to Kaiming for the convs (the TCB ``ConvModule`` s
             apply the same init themselves; norms start at 1/0).
@@ -94,6 +98,7 @@ class RefineDetTCB(BaseModule):
                  extra_mid_channels: int = 128,
                  conv_cfg: OptConfigType = None,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
+                 transfer_connection: bool = True,
                  init_cfg: OptMultiConfig = dict(
                      type='Kaiming', layer='Conv2d')) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -112,11 +117,16 @@ class RefineDetTCB(BaseModule):
         self.source_channels = in_channels + (
             self.extra_block.planes * self.extra_block.expansion, )
         self.num_levels = len(self.source_channels)
-
+        self.transfer_connection = transfer_connection
+        # channels of the ODM's maps, per level
+        self.odm_channels = ((out_channels, ) * self.num_levels
+                             if transfer_connection else self.source_channels)
         kwargs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         self.lateral_convs = nn.ModuleList()
         self.upsample_deconvs = nn.ModuleList()
         self.output_convs = nn.ModuleList()
+        if not transfer_connection:
+            return
         for level, channels in enumerate(self.source_channels):
             is_top = level == self.num_levels - 1
             self.lateral_convs.append(
@@ -155,7 +165,8 @@ class RefineDetTCB(BaseModule):
 
         Returns:
             tuple[Tensor]: The ``num_levels`` ARM source maps, then the
-            ``num_levels`` TCB outputs.
+            ``num_levels`` TCB outputs (the source maps again without
+            ``transfer_connection``).
         """
         if len(inputs) != len(self.in_channels):
             raise ValueError(
@@ -163,6 +174,8 @@ class RefineDetTCB(BaseModule):
                 f'(in_channels={self.in_channels}), got {len(inputs)}; check '
                 f'the backbone out_indices')
         sources = list(inputs) + [self.extra_block(inputs[-1])]
+        if not self.transfer_connection:
+            return tuple(sources) * 2
         outs = [None] * self.num_levels
         outs[-1] = self.output_convs[-1](self.lateral_convs[-1](sources[-1]))
         for level in range(self.num_levels - 2, -1, -1):
