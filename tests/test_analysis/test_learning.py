@@ -9,7 +9,8 @@ from mmengine.config import Config
 
 from vovdet.analysis.learning import (format_results, format_summary,
                                       logged_losses, main, plot_curves,
-                                      run_learning_benchmark, run_many,
+                                      run_label, run_learning_benchmark,
+                                      run_many,
                                       scaled_config, summarize, write_report)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -169,6 +170,33 @@ def test_summary_gives_mean_and_sample_std_per_config(tmp_path):
     plot_curves(runs, str(path), keys=('loss_cls', ),
                 references={'constant guess': 0.7})
     assert path.read_bytes()[:4] == b'\x89PNG'
+
+
+def test_variants_of_one_config_are_told_apart_and_merged(tmp_path, capsys):
+    # runs of one config with different --cfg-options are separate rows
+    runs = [fake_run('configs/a.py', 0, 40., 2.),
+            dict(fake_run('configs/a.py', 0, 60., 2.),
+                 cfg_options={'optim_wrapper.optimizer.lr': 0.005}),
+            dict(fake_run('configs/a.py', 1, 70., 2.),
+                 cfg_options={'optim_wrapper.optimizer.lr': 0.005})]
+    assert run_label(runs[1]) == 'a.py optim_wrapper.optimizer.lr=0.005'
+    rows = summarize(runs)
+    assert [r['config'] for r in rows] == [
+        'a.py', 'a.py optim_wrapper.optimizer.lr=0.005']
+    assert rows[1]['ap50']['voc_11points/AP50'][0] == pytest.approx(65.)
+    # --from-json merges runs written by separate processes, trains nothing
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(str(tmp_path / f'run{i}.json'))
+        with open(paths[-1], 'w') as f:
+            json.dump([run], f)
+    merged = main(['--from-json', *paths, '--out', str(tmp_path / 'out'),
+                   '--name', 'merged'])
+    assert [(run_label(r), r['ap50']) for r in merged] == [
+        (run_label(r), r['ap50']) for r in runs]
+    table = (tmp_path / 'out' / 'merged.md').read_text()
+    assert '| a.py optim_wrapper.optimizer.lr=0.005 | 0, 1 |' in table
+    assert (tmp_path / 'out' / 'merged.png').read_bytes()[:4] == b'\x89PNG'
 
 
 def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):

@@ -144,7 +144,8 @@ def run_learning_benchmark(config: str,
             (used when several runs share the machine).
 
     Returns:
-        dict: ``config``, ``seed``, ``iters``, ``batch_size``, ``losses``
+        dict: ``config``, ``cfg_options``, ``seed``, ``iters``,
+        ``batch_size``, ``losses``
         (``{name: (first, last)}`` logged values), ``curves`` (every logged
         loss term, ``{name: [(iteration, value), ...]}``), ``ap50`` (``{metric
         name: AP at IoU 0.5 in percent}``), ``coco_ap`` (a COCO evaluator's
@@ -192,6 +193,7 @@ def run_learning_benchmark(config: str,
             f"{', '.join(metrics) or 'nothing'})")
     return dict(
         config=config,
+        cfg_options=dict(cfg_options or {}),
         seed=cfg.get('randomness', {}).get('seed'),
         iters=max_iters,
         batch_size=cfg.train_dataloader.batch_size,
@@ -259,6 +261,15 @@ def run_many(configs: Sequence[str],
         return list(pool.map(_run_one, runs))
 
 
+def run_label(result: Dict) -> str:
+    """The name a run is grouped and shown under: the config's file name
+    and its ``cfg_options``, if any (``a.py lr=0.005``), so that variants of
+    one config are told apart."""
+    options = result.get('cfg_options') or {}
+    return ' '.join([osp.basename(result['config'])] +
+                    [f'{key}={value}' for key, value in options.items()])
+
+
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     mean = sum(values) / len(values)
@@ -273,7 +284,8 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
     standard deviation over the seeds.
 
     Returns:
-        list[dict]: Per config, in first-seen order: ``config``, ``seeds``,
+        list[dict]: Per config (and ``cfg_options``), in first-seen order:
+        ``config`` (:func:`run_label`), ``seeds``,
         ``iters``, ``batch_size``, ``ap50`` (``{metric: (mean, std)}``),
         ``coco_ap`` (the same for COCO's AP at IoU 0.5:0.95, if reported),
         ``per_seed`` (``{metric: [values]}``), ``last_loss`` (mean, std) and
@@ -281,15 +293,15 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
     """
     groups: Dict[str, List[Dict]] = {}
     for r in results:
-        groups.setdefault(r['config'], []).append(r)
+        groups.setdefault(run_label(r), []).append(r)
     rows = []
-    for config, runs in groups.items():
+    for label, runs in groups.items():
         metrics = list(dict.fromkeys(k for r in runs for k in r['ap50']))
         coco = list(dict.fromkeys(
             k for r in runs for k in r.get('coco_ap', {})))
         rows.append(
             dict(
-                config=config,
+                config=label,
                 seeds=[r.get('seed') for r in runs],
                 iters=runs[0]['iters'],
                 batch_size=runs[0]['batch_size'],
@@ -328,7 +340,7 @@ def format_summary(rows: Sequence[Dict]) -> str:
             names[0], []))
         seeds = ', '.join(str(s) for s in r['seeds'])
         lines.append(
-            f"| {osp.basename(r['config'])} | {seeds} | {r['iters']} x "
+            f"| {r['config']} | {seeds} | {r['iters']} x "
             f"{r['batch_size']} | {aps} | {per_seed} | "
             '{:.2f} ± {:.2f}'.format(*r['last_loss']) +
             f" | {r['minutes']:.1f} |")
@@ -350,10 +362,9 @@ def plot_curves(results: Sequence[Dict],
 
     groups: Dict[str, List[Dict]] = {}
     for r in results:
-        groups.setdefault(r['config'], []).append(r)
+        groups.setdefault(run_label(r).replace('.py', ''), []).append(r)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for config, runs in groups.items():
-        label = osp.splitext(osp.basename(config))[0]
+    for label, runs in groups.items():
         for key in keys:
             series = [r['curves'].get(key, []) for r in runs]
             common = sorted(set.intersection(*[{i for i, _ in c}
@@ -416,14 +427,14 @@ def format_results(results: Sequence[Dict]) -> str:
         aps = ' | '.join(
             f'{values[k]:.1f}' if k in values else '-' for k in names)
         seed = '-' if r.get('seed') is None else r['seed']
-        lines.append(f"| {osp.basename(r['config'])} | {seed} | "
+        lines.append(f"| {run_label(r)} | {seed} | "
                      f"{r['iters']} x {r['batch_size']} | {aps} | "
                      f"{r['minutes']:.1f} |")
     lines.append('')
     for r in results:
         losses = ', '.join(f'{key} {first:.3f} -> {last:.3f}'
                            for key, (first, last) in r['losses'].items())
-        lines.append(f"{osp.basename(r['config'])} (seed "
+        lines.append(f"{run_label(r)} (seed "
                      f"{r.get('seed')}) logged losses, first -> last: "
                      f'{losses}')
     return '\n'.join(lines)
@@ -450,9 +461,12 @@ def main(argv: Optional[List[str]] = None,
     parser.add_argument(
         '--config', nargs='+',
         default=None if default_config is None else [default_config],
-        required=default_config is None,
         help='shapes configs to train' +
         ('' if default_config is None else f' (default {default_config})'))
+    parser.add_argument(
+        '--from-json', nargs='+', metavar='JSON',
+        help='train nothing: merge the runs of earlier --out JSON files '
+        '(e.g. seeds run as separate processes) into one report')
     parser.add_argument(
         '--seeds', type=int, nargs='+',
         help="seeds to train each config with (default: the config's)")
@@ -479,9 +493,18 @@ def main(argv: Optional[List[str]] = None,
         '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='further config overrides, e.g. train_dataloader.num_workers=2')
     args = parser.parse_args(argv)
-    results = run_many(args.config, args.seeds or [None], args.data_root,
-                       args.work_dir, args.iters, args.batch_size,
-                       args.cfg_options, args.jobs)
+    if args.from_json:
+        results = []
+        for path in args.from_json:
+            with open(path) as f:
+                results.extend(json.load(f))
+    elif args.config:
+        results = run_many(args.config, args.seeds or [None], args.data_root,
+                           args.work_dir, args.iters, args.batch_size,
+                           args.cfg_options, args.jobs)
+    else:
+        parser.error('give --config (configs to train) or --from-json '
+                     '(earlier results to merge)')
     print(format_summary(summarize(results)), flush=True)
     print()
     print(format_results(results), flush=True)
