@@ -196,7 +196,8 @@ def test_variants_of_one_config_are_told_apart_and_merged(tmp_path, capsys):
         (run_label(r), r['ap50']) for r in runs]
     table = (tmp_path / 'out' / 'merged.md').read_text()
     assert '| a.py optim_wrapper.optimizer.lr=0.005 | 0, 1 |' in table
-    assert (tmp_path / 'out' / 'merged.png').read_bytes()[:4] == b'\x89PNG'
+    for png in ('merged.png', 'merged_ap50.png'):
+        assert (tmp_path / 'out' / png).read_bytes()[:4] == b'\x89PNG'
 
 
 def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):

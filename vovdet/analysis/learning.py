@@ -394,20 +394,57 @@ def plot_curves(results: Sequence[Dict],
     plt.close(fig)
 
 
+def plot_ap50(rows: Sequence[Dict], path: str,
+              metric: Optional[str] = None,
+              title: str = 'Held-out AP50') -> None:
+    """A horizontal bar per :func:`summarize` row: the mean AP50 over the
+    seeds with the sample standard deviation as an error bar and each seed
+    as a dot. ``metric`` is the AP50 key to show (default: the first)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    metric = metric or next(iter(rows[0]['ap50']))
+    rows = [r for r in rows if metric in r['ap50']]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    ys = list(range(len(rows)))[::-1]
+    means = [r['ap50'][metric][0] for r in rows]
+    stds = [r['ap50'][metric][1] for r in rows]
+    ax.barh(ys, means, xerr=stds, color='#8fb3d9', capsize=3)
+    for y, r in zip(ys, rows):
+        seeds = r['per_seed'][metric]
+        ax.plot(seeds, [y] * len(seeds), 'k.', markersize=4)
+        ax.annotate(f"{r['ap50'][metric][0]:.1f} ± {r['ap50'][metric][1]:.1f}"
+                    f" ({len(seeds)} seeds)", (0, y), xytext=(3, -3),
+                    textcoords='offset points', fontsize=7)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([r['config'] for r in rows], fontsize=7)
+    ax.set_xlabel(f'{metric} (mean ± std over seeds; dots: seeds)')
+    ax.set_title(title)
+    ax.grid(axis='x', alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(results: Sequence[Dict], out_dir: str,
                  name: str = 'learning') -> Dict[str, str]:
     """Write ``<name>.json`` (every run), ``<name>.md`` (the mean ± std
-    table and the per-run losses) and ``<name>.png`` (the loss curves)
-    under ``out_dir``; return the three paths."""
+    table and the per-run losses), ``<name>.png`` (the loss curves) and
+    ``<name>_ap50.png`` (:func:`plot_ap50`) under ``out_dir``; return the
+    paths (keys ``json``, ``md``, ``png``, ``ap50``)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: osp.join(out_dir, f'{name}.{ext}')
              for ext in ('json', 'md', 'png')}
+    paths['ap50'] = osp.join(out_dir, f'{name}_ap50.png')
     with open(paths['json'], 'w') as f:
         json.dump(list(results), f, indent=1)
     with open(paths['md'], 'w') as f:
         f.write(format_summary(summarize(results)) + '\n\n' +
                 format_results(results) + '\n')
     plot_curves(results, paths['png'])
+    plot_ap50(summarize(results), paths['ap50'])
     return paths
 
 
