@@ -411,6 +411,41 @@ def test_predict_keeps_top_k_per_class_before_nms():
 
 # --- hard negative mining ---------------------------------------------------
 
+def test_odm_without_arm_has_mmdet_ssd_loss():
+    # With the ARM off (no training, no cascade, no filtering) the ODM's
+    # MultiBox loss is mmdet's SSDHead loss on the same predictions: the
+    # matching, the 3:1 mining and the normalisation are SSD's
+    # (docs/refinedet.md, "Learning parity").
+    ssd_cfg = Config.fromfile(
+        osp.join(CONFIGS, 'vovnet19slim_ssd192_shapes.py')).model
+    ssd = MODELS.build(
+        dict(ssd_cfg.bbox_head, in_channels=(8, 8, 8, 8),
+             train_cfg=ssd_cfg.train_cfg))
+    odm = small_head(num_classes=4, cascade=False, arm_loss_weight=0.,
+                     neg_anchor_filter_thr=1.)
+    generator = torch.Generator().manual_seed(0)
+    sizes = [24, 12, 6, 3]
+    cls = [torch.randn(2, 15, s, s, generator=generator) for s in sizes]
+    reg = [torch.randn(2, 12, s, s, generator=generator) / 2 for s in sizes]
+    arm = [torch.randn(2, c, s, s, generator=generator)
+           for s in sizes for c in (6, 12)]
+    gts = []
+    for i in range(2):
+        gt = InstanceData()
+        gt.bboxes = torch.tensor([[10., 12., 60., 70.],
+                                  [90., 30., 150., 120.]]) + 5 * i
+        gt.labels = torch.tensor([0, 3 - i])
+        gts.append(gt)
+    metas = [dict(img_shape=(192, 192), pad_shape=(192, 192))] * 2
+    expected = ssd.loss_by_feat(cls, reg, gts, metas)
+    losses = odm.loss_by_feat(arm[0::2], arm[1::2], cls, reg, gts, metas)
+    assert losses['loss_arm_cls'] == 0 and losses['loss_arm_bbox'] == 0
+    for ours, theirs in (('loss_odm_cls', 'loss_cls'),
+                         ('loss_odm_bbox', 'loss_bbox')):
+        assert float(losses[ours]) == pytest.approx(
+            float(sum(expected[theirs])), rel=1e-5)
+
+
 def test_hard_negative_mining_keeps_at_most_3x_the_hardest():
     generator = torch.Generator().manual_seed(0)
     losses = torch.rand(3, 200, generator=generator)
