@@ -185,11 +185,17 @@ def test_without_transfer_connection_the_odm_reads_the_source_maps():
 
 @pytest.mark.parametrize('name', ['vovnet19slim_refinedet192_shapes_no_tcb.py',
                                   'vovnet19slim_refinedet192_shapes_odm_only_'
-                                  'no_tcb.py'])
-def test_no_tcb_ablation_configs_build_and_train(name):
+                                  'no_tcb.py',
+                                  'vovnet19slim_refinedet192_shapes_no_inter.py'])
+def test_ablation_configs_build_and_train(name):
     model = build_config_model(osp.join(CONFIGS, name))
     model.init_weights()
-    assert not model.neck.transfer_connection
+    if 'no_tcb' in name:
+        assert not model.neck.transfer_connection
+    else:  # the official VGG-16 RefineDet head: no inter blocks
+        assert model.neck.transfer_connection
+        assert all(isinstance(block, torch.nn.Identity)
+                   for block in model.bbox_head.odm_inter_blocks)
     losses = model(**detection_batch(model, size=192), mode='loss')
     total = sum(losses.values())
     assert torch.isfinite(total) and total > 0
