@@ -81,7 +81,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-# Schedule: iteration based, evaluated once at the end.
+# Schedule: iteration based, evaluated once at the end (the demo's
+# --val-interval adds evaluations in between).
 max_iters = 600
 train_cfg = dict(
     _delete_=True,
@@ -101,8 +102,11 @@ param_scheduler = [
 optim_wrapper = dict(
     optimizer=dict(lr=0.02),
     clip_grad=dict(max_norm=35, norm_type=2))
+# Validation metrics are logged at their training iteration (mmengine's
+# default, the epoch, is always 0 in an iteration-based loop), so the demo's
+# --val-interval draws an AP curve (vovdet.apis.demo).
 default_hooks = dict(
-    logger=dict(interval=20),
+    logger=dict(interval=20, log_metric_by_epoch=False),
     checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False, window_size=20)
 randomness = dict(seed=0)

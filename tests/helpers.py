@@ -56,6 +56,16 @@ def tiny_config(tmp_path, data_root, max_iters, extra=None, name=None):
     return path
 
 
+def tiny_demo_data(monkeypatch):
+    """Make the demo (and the benchmarks that use its data set) generate a
+    tiny data set, 4 training and 2 held-out 96 px images, instead of the
+    demo's."""
+    from vovdet.apis import demo
+    for key, value in dict(num_train=4, num_val=2, image_size=96,
+                           max_radius=30.0).items():
+        monkeypatch.setitem(demo.DEMO_DATA, key, value)
+
+
 def run_tool(args, cwd=ROOT, env=None, check=True, umask=-1):
     """Run a tool with this interpreter (under ``umask`` if given); fails
     with its output unless it exits 0 (or ``check`` is False)."""

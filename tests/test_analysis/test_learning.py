@@ -7,10 +7,11 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from tests.helpers import tiny_demo_data
 from vovdet.analysis.learning import (format_results, format_summary,
-                                      logged_losses, main, plot_curves,
-                                      run_label, run_learning_benchmark,
-                                      run_many,
+                                      logged_losses, logged_metrics, main,
+                                      plot_curves, run_label,
+                                      run_learning_benchmark, run_many,
                                       scaled_config, summarize, write_report)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -63,14 +64,13 @@ def test_logged_losses_reads_every_loss_term(tmp_path):
         'loss': [(1, 3.0), (2, 2.0)],
         'loss_cls': [(1, 2.0), (2, 1.5)]
     }
-
-
-def tiny_data(monkeypatch):
-    """Make the benchmark generate a tiny data set instead of the demo's."""
-    from vovdet.apis import demo
-    for key, value in dict(num_train=4, num_val=2, image_size=96,
-                           max_radius=30.0).items():
-        monkeypatch.setitem(demo.DEMO_DATA, key, value)
+    # the validation record, at its step (the iteration when the logger has
+    # log_metric_by_epoch=False); its timings are not metrics
+    (run / 'scalars.json').write_text('\n'.join(
+        json.dumps(r) for r in records + [
+            dict(coco_bbox_mAP=0.3, time=0.5, data_time=0.1, step=4)]))
+    assert logged_metrics(str(tmp_path)) == {
+        'coco_bbox_mAP': [(2, 0.1), (4, 0.3)]}
 
 
 def check_result(result, loss_keys):
@@ -85,7 +85,7 @@ def check_result(result, loss_keys):
 
 def test_refinedet_benchmark_runs_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    tiny_data(monkeypatch)
+    tiny_demo_data(monkeypatch)
     data_root = str(tmp_path / 'shapes')
     work = tmp_path / 'work'
     [result] = main(['--data-root', data_root, '--work-dir', str(work),

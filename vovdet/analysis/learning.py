@@ -96,22 +96,40 @@ def scaled_config(config: str,
     return cfg
 
 
+def _logged_records(work_dir: str):
+    """Every record of every ``scalars.json`` mmengine wrote under
+    ``work_dir`` (one per run, in ``<timestamp>/vis_data/``)."""
+    for folder, _, files in os.walk(work_dir):
+        if 'scalars.json' in files:
+            with open(osp.join(folder, 'scalars.json')) as f:
+                yield from (json.loads(line) for line in f)
+
+
 def logged_losses(work_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     """``{loss name: [(iteration, value), ...]}`` of every training loss
     (``loss`` and each ``loss_*``) mmengine logged under ``work_dir``."""
     curves: Dict[str, List[Tuple[int, float]]] = {}
-    for folder, _, files in os.walk(work_dir):
-        if 'scalars.json' not in files:
+    for record in _logged_records(work_dir):
+        if 'iter' not in record:
             continue
-        with open(osp.join(folder, 'scalars.json')) as f:
-            for line in f:
-                record = json.loads(line)
-                if 'iter' not in record:
-                    continue
-                for key, value in record.items():
-                    if key == 'loss' or key.startswith('loss_'):
-                        curves.setdefault(key, []).append(
-                            (record['iter'], value))
+        for key, value in record.items():
+            if key == 'loss' or key.startswith('loss_'):
+                curves.setdefault(key, []).append((record['iter'], value))
+    return {key: sorted(points) for key, points in sorted(curves.items())}
+
+
+def logged_metrics(work_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+    """``{metric name: [(step, value), ...]}`` of every validation mmengine
+    logged under ``work_dir`` (its records without ``iter``; the step is the
+    training iteration when the config's ``default_hooks.logger`` has
+    ``log_metric_by_epoch=False``, otherwise the epoch)."""
+    curves: Dict[str, List[Tuple[int, float]]] = {}
+    for record in _logged_records(work_dir):
+        if 'iter' in record or 'step' not in record:
+            continue
+        for key, value in record.items():
+            if key not in ('step', 'time', 'data_time'):
+                curves.setdefault(key, []).append((record['step'], value))
     return {key: sorted(points) for key, points in sorted(curves.items())}
 
 

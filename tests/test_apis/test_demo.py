@@ -1,0 +1,123 @@
+"""The demo (make demo / tools/run_demo.py) on a tiny data set: it validates
+during training, tests, and writes the loss/AP curves and the ground truth |
+predictions grid; the class-duplicate count on hand-made boxes."""
+import os.path as osp
+
+import mmcv
+import numpy as np
+import torch
+
+from tests.helpers import ROOT, tiny_demo_data
+from vovdet.analysis.demo_report import (class_duplicates,
+                                         count_class_duplicates,
+                                         plot_loss_and_ap)
+from vovdet.analysis.learning import logged_metrics
+from vovdet.apis.demo import run_demo
+
+# A: a rectangle; B: 90 % of A, called an ellipse; C: elsewhere, a triangle
+BOXES = torch.tensor([[0., 0., 10., 10.], [1., 0., 10., 10.],
+                      [20., 20., 30., 30.]])
+SCORES = torch.tensor([0.9, 0.8, 0.7])
+LABELS = torch.tensor([0, 1, 2])
+
+
+def test_class_duplicates_counts_boxes_under_a_higher_other_class_box():
+    # B overlaps A (IoU 0.9), scores lower and names another class
+    assert class_duplicates(BOXES, SCORES, LABELS) == 1
+    # the same class twice is NMS's business, not a class duplicate
+    assert class_duplicates(BOXES, SCORES, torch.tensor([0, 0, 2])) == 0
+    # a box below the score threshold is not drawn, so not counted
+    assert class_duplicates(BOXES, torch.tensor([0.9, 0.2, 0.7]),
+                            LABELS) == 0
+    assert class_duplicates(BOXES, SCORES, LABELS, score_thr=0.85) == 0
+    # IoU 50/150 = 0.33: two objects side by side
+    apart = BOXES.clone()
+    apart[1] = torch.tensor([5., 0., 15., 10.])
+    assert class_duplicates(apart, SCORES, LABELS) == 0
+    assert class_duplicates(apart, SCORES, LABELS, iou_thr=0.3) == 1
+    # the higher-scoring of the pair is the original, whatever the order
+    assert class_duplicates(BOXES.flip(0), SCORES.flip(0),
+                            LABELS.flip(0)) == 1
+    # equal scores: exactly one of the pair counts
+    assert class_duplicates(BOXES, torch.tensor([0.8, 0.8, 0.7]),
+                            LABELS) == 1
+    # numpy input (as read back from a predictions file) and no boxes
+    assert class_duplicates(BOXES.numpy(), SCORES.numpy(),
+                            LABELS.numpy()) == 1
+    assert class_duplicates(np.zeros((0, 4)), np.zeros(0),
+                            np.zeros(0, int)) == 0
+
+
+def test_count_class_duplicates_sums_over_images():
+    image = dict(pred_instances=dict(bboxes=BOXES, scores=SCORES,
+                                     labels=LABELS))
+    empty = dict(pred_instances=dict(bboxes=torch.zeros(0, 4),
+                                     scores=torch.zeros(0),
+                                     labels=torch.zeros(0, dtype=int)))
+    assert count_class_duplicates([image, empty, image]) == dict(
+        detections=6, class_duplicates=2)
+    assert count_class_duplicates([image], score_thr=0.75) == dict(
+        detections=2, class_duplicates=1)
+
+
+def test_plot_loss_and_ap_without_validations_or_losses(tmp_path):
+    path = str(tmp_path / 'curves.png')
+    plot_loss_and_ap([(1, 3.0), (2, 2.0)], {}, path)
+    assert mmcv.imread(path).shape[2] == 3
+    # a run shorter than the logging interval logs no loss
+    plot_loss_and_ap([], {'coco/bbox_mAP_50': [(2, 0.1)]}, path)
+    assert mmcv.imread(path).shape[2] == 3
+
+
+def tiny_demo(tmp_path, monkeypatch, *args):
+    """run_demo on 4 + 2 images of 96 px, 4 iterations at batch 2, no
+    loader workers, a loss logged every iteration."""
+    monkeypatch.chdir(ROOT)
+    tiny_demo_data(monkeypatch)
+    return run_demo([
+        '--data-root', str(tmp_path / 'shapes'), '--work-dir',
+        str(tmp_path / 'work'), *args, '--cfg-options',
+        'train_cfg.max_iters=4', 'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0', 'default_hooks.logger.interval=1',
+        'log_processor.window_size=1'
+    ])
+
+
+def test_demo_validates_tests_and_draws(tmp_path, monkeypatch, capsys):
+    # an untrained model scores below 0.3: draw and count from 0.05
+    result = tiny_demo(tmp_path, monkeypatch, '--val-interval', '2',
+                       '--score-thr', '0.05')
+    work = str(tmp_path / 'work')
+    # validations at iterations 2 and 4, on the curve
+    assert set(result['demo/val_ap50']) == {'coco/bbox_mAP_50',
+                                            'coco/segm_mAP_50'}
+    for points in result['demo/val_ap50'].values():
+        assert [it for it, _ in points] == [2, 4]
+        assert all(0 <= ap <= 1 for _, ap in points)
+    # the last validation and the test evaluate the same checkpoint
+    assert (result['demo/val_ap50']['coco/bbox_mAP_50'][-1][1] ==
+            result['coco/bbox_mAP_50'])
+    curves = mmcv.imread(result['demo/curves_png'])
+    assert curves.ndim == 3 and curves.shape[0] > 100
+    # 2 held-out images of 96 px drawn twice as large, ground truth |
+    # predictions, under a 24 px header
+    grid = mmcv.imread(result['demo/gt_vs_pred_png'])
+    assert grid.shape == (24 + 2 * 192, 2 * 192, 3)
+    assert result['demo/gt_vs_pred_png'] == osp.join(work, 'gt_vs_pred.png')
+    duplicates = result['demo/class_duplicates']
+    assert isinstance(duplicates, int)
+    assert 0 <= duplicates <= max(result['demo/detections'] - 1, 0)
+    out = capsys.readouterr().out
+    assert f'class duplicates: {duplicates} of the' in out
+    assert result['demo/curves_png'] in out
+    assert result['demo/gt_vs_pred_png'] in out
+
+
+def test_demo_without_validation(tmp_path, monkeypatch):
+    result = tiny_demo(tmp_path, monkeypatch, '--val-interval', '0')
+    assert result['demo/val_ap50'] == {}
+    assert 'coco/bbox_mAP_50' in result
+    # not even at the last iteration, where mmengine always validates
+    assert logged_metrics(str(tmp_path / 'work')) == {}
+    assert mmcv.imread(result['demo/curves_png']).ndim == 3
