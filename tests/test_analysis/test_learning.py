@@ -128,7 +128,11 @@ def test_dsod_benchmark_runs_end_to_end(tmp_path, shapes_root):
     assert used.param_scheduler[1].end == 2
     assert used.train_dataloader.num_workers == 0
     table = format_results([result])
-    assert '| vovnet27slim_dsod160_shapes.py | 0 | 2 x 2 | ' in table
+    # the run is labelled with its options
+    assert result['cfg_options'] == loaders
+    assert (f'| vovnet27slim_dsod160_shapes.py '
+            f'{" ".join(f"{k}={v}" for k, v in loaders.items())} | 0 | 2 x 2 | '
+            in table)
     assert 'loss_bbox' in table
 
 
