@@ -412,6 +412,14 @@ def plot_curves(results: Sequence[Dict],
     plt.close(fig)
 
 
+def _short_label(label: str) -> str:
+    """``config.py a.b.c=1`` -> ``config b.c=1``: a bar label that fits."""
+    name, *options = label.split(' ')
+    return ' '.join([name.replace('.py', '')] + [
+        '.'.join(key.split('.')[-2:]) + '=' + value
+        for key, value in (o.split('=', 1) for o in options)])
+
+
 def plot_ap50(rows: Sequence[Dict], path: str,
               metric: Optional[str] = None,
               title: str = 'Held-out AP50') -> None:
@@ -424,20 +432,26 @@ def plot_ap50(rows: Sequence[Dict], path: str,
 
     metric = metric or next(iter(rows[0]['ap50']))
     rows = [r for r in rows if metric in r['ap50']]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(11, 0.4 * len(rows) + 1.3))
     ys = list(range(len(rows)))[::-1]
-    means = [r['ap50'][metric][0] for r in rows]
-    stds = [r['ap50'][metric][1] for r in rows]
-    ax.barh(ys, means, xerr=stds, color='#8fb3d9', capsize=3)
     for y, r in zip(ys, rows):
+        mean, std = r['ap50'][metric]
         seeds = r['per_seed'][metric]
+        ax.barh(y, mean, xerr=std, color='#8fb3d9', capsize=3)
         ax.plot(seeds, [y] * len(seeds), 'k.', markersize=4)
-        ax.annotate(f"{r['ap50'][metric][0]:.1f} ± {r['ap50'][metric][1]:.1f}"
-                    f" ({len(seeds)} seeds)", (0, y), xytext=(3, -3),
+        ax.annotate(f'{mean:.1f} ± {std:.1f} ({len(seeds)} seed'
+                    f"{'s' if len(seeds) > 1 else ''})",
+                    (max([mean + std] + seeds), y), xytext=(4, -3),
                     textcoords='offset points', fontsize=7)
+    labels = [_short_label(r['config']) for r in rows]
+    # drop the file-name prefix every row shares ('vovnet19slim_')
+    common = osp.commonprefix(labels)
+    common = common[:common.rfind('_') + 1]
     ax.set_yticks(ys)
-    ax.set_yticklabels([r['config'] for r in rows], fontsize=7)
-    ax.set_xlabel(f'{metric} (mean ± std over seeds; dots: seeds)')
+    ax.set_yticklabels([label[len(common):] for label in labels], fontsize=7)
+    ax.set_xlim(0, 1.25 * max(max(r['per_seed'][metric]) for r in rows))
+    ax.set_xlabel(f'{metric} (bar: mean, whisker: std over seeds, dots: '
+                  'seeds)')
     ax.set_title(title)
     ax.grid(axis='x', alpha=0.3)
     fig.tight_layout()
