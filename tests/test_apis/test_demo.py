@@ -6,13 +6,15 @@ import os.path as osp
 import mmcv
 import numpy as np
 import torch
+from mmengine.config import Config
 
 from tests.helpers import ROOT, tiny_demo_data
 from vovdet.analysis.demo_report import (class_duplicates,
                                          count_class_duplicates,
                                          plot_loss_and_ap)
 from vovdet.analysis.learning import logged_metrics
-from vovdet.apis.demo import run_demo
+from vovdet.apis.demo import (DEMO_CONFIG, DEMO_ITERS, run_demo,
+                               schedule_overrides)
 
 # A: a rectangle; B: 90 % of A, called an ellipse; C: elsewhere, a triangle
 BOXES = torch.tensor([[0., 0., 10., 10.], [1., 0., 10., 10.],
@@ -76,8 +78,8 @@ def tiny_demo(tmp_path, monkeypatch, *args):
     tiny_demo_data(monkeypatch)
     return run_demo([
         '--data-root', str(tmp_path / 'shapes'), '--work-dir',
-        str(tmp_path / 'work'), *args, '--cfg-options',
-        'train_cfg.max_iters=4', 'train_dataloader.batch_size=2',
+        str(tmp_path / 'work'), '--iters', '4', *args, '--cfg-options',
+        'train_dataloader.batch_size=2',
         'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
         'test_dataloader.num_workers=0', 'default_hooks.logger.interval=1',
         'log_processor.window_size=1'
@@ -89,6 +91,8 @@ def test_demo_validates_tests_and_draws(tmp_path, monkeypatch, capsys):
     result = tiny_demo(tmp_path, monkeypatch, '--val-interval', '2',
                        '--score-thr', '0.05')
     work = str(tmp_path / 'work')
+    # --iters 4 trains 4 iterations
+    assert osp.isfile(osp.join(work, 'iter_4.pth'))
     # validations at iterations 2 and 4, on the curve
     assert set(result['demo/val_ap50']) == {'coco/bbox_mAP_50',
                                             'coco/segm_mAP_50'}
@@ -112,6 +116,19 @@ def test_demo_validates_tests_and_draws(tmp_path, monkeypatch, capsys):
     assert f'class duplicates: {duplicates} of the' in out
     assert result['demo/curves_png'] in out
     assert result['demo/gt_vs_pred_png'] in out
+
+
+def test_demo_schedule_overrides_scale_the_config_schedule():
+    # the cosine decay ends with the training, the warm-up keeps its 100
+    config = osp.join(ROOT, DEMO_CONFIG)
+    assert Config.fromfile(config).param_scheduler[0].end == 100
+    assert schedule_overrides(config, DEMO_ITERS) == [
+        f'train_cfg.max_iters={DEMO_ITERS}',
+        f'param_scheduler.1.end={DEMO_ITERS}']
+    # shorter than the warm-up: the decay starts at the last iteration
+    assert schedule_overrides(config, 4) == [
+        'train_cfg.max_iters=4', 'param_scheduler.1.end=4',
+        'param_scheduler.1.begin=3']
 
 
 def test_demo_without_validation(tmp_path, monkeypatch):
