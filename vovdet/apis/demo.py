@@ -24,6 +24,20 @@ def ensure_shapes_data(data_root: str, **kwargs) -> None:
     generate_shapes_dataset(data_root, **spec)
 
 
+def data_root_overrides(data_root: str) -> Dict[str, str]:
+    """Config overrides that point a shapes config's train, val and test
+    data and its evaluators' annotation files at ``data_root``."""
+    data_root = data_root.rstrip('/') + '/'
+    ann = f'{data_root}annotations/instances_val.json'
+    return {
+        'train_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.data_root': data_root,
+        'test_dataloader.dataset.data_root': data_root,
+        'val_evaluator.ann_file': ann,
+        'test_evaluator.ann_file': ann,
+    }
+
+
 def _latest_checkpoint(work_dir: str) -> str:
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
@@ -71,11 +85,8 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict[str, float]:
     data_root = args.data_root.rstrip('/') + '/'
     ensure_shapes_data(data_root)
     data_overrides = [
-        f'train_dataloader.dataset.data_root={data_root}',
-        f'val_dataloader.dataset.data_root={data_root}',
-        f'test_dataloader.dataset.data_root={data_root}',
-        f'val_evaluator.ann_file={data_root}annotations/instances_val.json',
-        f'test_evaluator.ann_file={data_root}annotations/instances_val.json',
+        f'{key}={value}'
+        for key, value in data_root_overrides(data_root).items()
     ]
     user_overrides = list(args.cfg_options)
     # The test step below evaluates the held-out split, so validating it
