@@ -9,8 +9,9 @@ import torch.nn as nn
 from mmcv.ops import RoIAlign
 
 from tests.helpers import run_tool, tiny_config
-from vovdet.analysis.profile_train import (BUCKETS, PYTHON_BUCKET, bucket_of,
-                                           main, summarize)
+from vovdet.analysis.profile_buckets import (BUCKETS, PYTHON_BUCKET,
+                                             bucket_of, summarize)
+from vovdet.analysis.profile_train import main
 from vovdet.apis.demo import data_root_overrides
 
 NAMES = [name for name, _ in BUCKETS]
