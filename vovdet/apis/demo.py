@@ -34,6 +34,20 @@ def ensure_shapes_data(data_root: str, **kwargs) -> None:
     generate_shapes_dataset(data_root, **spec)
 
 
+def data_root_overrides(data_root: str) -> Dict[str, str]:
+    """Config overrides that point a shapes config's train, val and test
+    data and its evaluators' annotation files at ``data_root``."""
+    data_root = data_root.rstrip('/') + '/'
+    ann = f'{data_root}annotations/instances_val.json'
+    return {
+        'train_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.data_root': data_root,
+        'test_dataloader.dataset.data_root': data_root,
+        'val_evaluator.ann_file': ann,
+        'test_evaluator.ann_file': ann,
+    }
+
+
 def _latest_checkpoint(work_dir: str) -> str:
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
@@ -141,16 +155,16 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
     start = time.time()
     data_root = args.data_root.rstrip('/') + '/'
     ensure_shapes_data(data_root)
-    ann_file = f'{data_root}annotations/instances_val.json'
-    test_overrides = [
-        f'test_dataloader.dataset.data_root={data_root}',
-        f'test_evaluator.ann_file={ann_file}',
-    ]
+    by_split = {
+        split: [f'{key}={value}'
+                for key, value in data_root_overrides(data_root).items()
+                if key.startswith(split)]
+        for split in ('train', 'val', 'test')
+    }
+    test_overrides = by_split['test']
     if args.val_interval:
-        val_overrides = [
-            f'val_dataloader.dataset.data_root={data_root}',
-            f'val_evaluator.ann_file={ann_file}',
-            f'train_cfg.val_interval={args.val_interval}',
+        val_overrides = by_split['val'] + [
+            f'train_cfg.val_interval={args.val_interval}'
         ]
         no_validation = []
     else:
@@ -164,8 +178,8 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
     user_overrides = list(args.cfg_options)
     runner = train_api.main([
         args.config, '--work-dir', args.work_dir, '--cfg-options',
-        f'train_dataloader.dataset.data_root={data_root}', *test_overrides,
-        *schedule, *val_overrides, *user_overrides, *no_validation
+        *by_split['train'], *test_overrides, *schedule, *val_overrides,
+        *user_overrides, *no_validation
     ])
     checkpoint = _latest_checkpoint(args.work_dir)
     predictions_file = osp.join(args.work_dir, 'predictions.pkl')
