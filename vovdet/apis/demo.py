@@ -10,13 +10,14 @@ from vovdet.datasets import generate_shapes_dataset, shapes_dataset_ready
 
 DEMO_CONFIG = 'configs/vovnet19slim_maskrcnn_shapes.py'
 # Validation every 200 iterations: one evaluation of the 100 held-out images
-# takes about as long as 25 training iterations (~30 s on 2 cores), and
-# mmengine validates at the last iteration anyway, so at 600 iterations
-# the evaluations at 200 and 400 add about 1 minute.
+# took ~10 s on the quiet 2-core host of 2026-12-07 (as long as ~15 training
+# iterations), and mmengine validates at the last iteration anyway, so the
+# 1,000-iteration demo's four extra evaluations add under a minute.
 VAL_INTERVAL = 200
 # The demo trains 1,000 iterations, not the config's 600: on the 2-core CPU
-# that fills the 15 minutes the demo may take (measured 2026-12-07: 13.3 min
-# in all, README) and it is worth +0.10 bbox AP50 over 600 iterations.
+# that fits the 15 minutes the demo may take (measured 2026-12-07 on a 2-vCPU
+# EPYC host: 11.9 min in all, README) and it is worth +0.16 bbox AP50 over
+# 600 iterations (0.700 against 0.537).
 DEMO_ITERS = 1000
 # The demo's data set; tests use smaller ones.
 DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, min_objects=1,
