@@ -10,7 +10,7 @@ from mmengine.config import Config
 from tests.helpers import tiny_demo_data
 from vovdet.analysis.learning import (format_results, format_summary,
                                       logged_losses, logged_metrics, main,
-                                      plot_curves, run_label,
+                                      plot_ap50, plot_curves, run_label,
                                       run_learning_benchmark, run_many,
                                       scaled_config, summarize, write_report)
 
@@ -188,12 +188,22 @@ def test_variants_of_one_config_are_told_apart_and_merged(tmp_path, capsys):
     assert [r['config'] for r in rows] == [
         'a.py', 'a.py optim_wrapper.optimizer.lr=0.005']
     assert rows[1]['ap50']['voc_11points/AP50'][0] == pytest.approx(65.)
+    assert rows[1]['name'] == 'a.py'
+    assert rows[1]['cfg_options'] == {'optim_wrapper.optimizer.lr': 0.005}
+    # an option value with spaces (a list) still labels and plots
+    listed = dict(fake_run('configs/a.py', 0, 50., 2.),
+                  cfg_options={'model.neck.in_channels': [8, 16]})
+    plot_ap50(summarize([listed]), str(tmp_path / 'listed.png'))
+    assert (tmp_path / 'listed.png').read_bytes()[:4] == b'\x89PNG'
     # --from-json merges runs written by separate processes, trains nothing
     paths = []
     for i, run in enumerate(runs):
         paths.append(str(tmp_path / f'run{i}.json'))
         with open(paths[-1], 'w') as f:
             json.dump([run], f)
+    with pytest.raises(SystemExit):
+        main(['--from-json', str(tmp_path / 'missing.json')])
+    assert '--from-json' in capsys.readouterr().err
     merged = main(['--from-json', *paths, '--out', str(tmp_path / 'out'),
                    '--name', 'merged'])
     assert [(run_label(r), r['ap50']) for r in merged] == [

@@ -303,7 +303,8 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
 
     Returns:
         list[dict]: Per config (and ``cfg_options``), in first-seen order:
-        ``config`` (:func:`run_label`), ``seeds``,
+        ``config`` (:func:`run_label`), ``name`` (the config's file name),
+        ``cfg_options``, ``seeds``,
         ``iters``, ``batch_size``, ``ap50`` (``{metric: (mean, std)}``),
         ``coco_ap`` (the same for COCO's AP at IoU 0.5:0.95, if reported),
         ``per_seed`` (``{metric: [values]}``), ``last_loss`` (mean, std) and
@@ -320,6 +321,8 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
         rows.append(
             dict(
                 config=label,
+                name=osp.basename(runs[0]['config']),
+                cfg_options=runs[0].get('cfg_options') or {},
                 seeds=[r.get('seed') for r in runs],
                 iters=runs[0]['iters'],
                 batch_size=runs[0]['batch_size'],
@@ -412,12 +415,12 @@ def plot_curves(results: Sequence[Dict],
     plt.close(fig)
 
 
-def _short_label(label: str) -> str:
-    """``config.py a.b.c=1`` -> ``config b.c=1``: a bar label that fits."""
-    name, *options = label.split(' ')
-    return ' '.join([name.replace('.py', '')] + [
-        '.'.join(key.split('.')[-2:]) + '=' + value
-        for key, value in (o.split('=', 1) for o in options)])
+def _short_label(row: Dict) -> str:
+    """A :func:`summarize` row as a bar label that fits: the config's name
+    without ``.py`` and each option's last two key parts (``b.c=1``)."""
+    return ' '.join([osp.splitext(row['name'])[0]] + [
+        '.'.join(key.split('.')[-2:]) + f'={value}'
+        for key, value in row['cfg_options'].items()])
 
 
 def plot_ap50(rows: Sequence[Dict], path: str,
@@ -443,7 +446,7 @@ def plot_ap50(rows: Sequence[Dict], path: str,
                     f"{'s' if len(seeds) > 1 else ''})",
                     (max([mean + std] + seeds), y), xytext=(4, -3),
                     textcoords='offset points', fontsize=7)
-    labels = [_short_label(r['config']) for r in rows]
+    labels = [_short_label(r) for r in rows]
     # drop the file-name prefix every row shares ('vovnet19slim_')
     common = osp.commonprefix(labels)
     common = common[:common.rfind('_') + 1]
@@ -472,11 +475,12 @@ def write_report(results: Sequence[Dict], out_dir: str,
     paths['ap50'] = osp.join(out_dir, f'{name}_ap50.png')
     with open(paths['json'], 'w') as f:
         json.dump(list(results), f, indent=1)
+    rows = summarize(results)
     with open(paths['md'], 'w') as f:
-        f.write(format_summary(summarize(results)) + '\n\n' +
-                format_results(results) + '\n')
+        f.write(format_summary(rows) + '\n\n' + format_results(results) +
+                '\n')
     plot_curves(results, paths['png'])
-    plot_ap50(summarize(results), paths['ap50'])
+    plot_ap50(rows, paths['ap50'])
     return paths
 
 
@@ -565,8 +569,12 @@ def main(argv: Optional[List[str]] = None,
     if args.from_json:
         results = []
         for path in args.from_json:
-            with open(path) as f:
-                results.extend(json.load(f))
+            try:
+                with open(path) as f:
+                    results.extend(json.load(f))
+            except (OSError, ValueError) as err:
+                parser.error(f'--from-json {path}: {err}; give the .json '
+                             'files an earlier --out wrote')
     elif args.config:
         results = run_many(args.config, args.seeds or [None], args.data_root,
                            args.work_dir, args.iters, args.batch_size,
