@@ -166,14 +166,10 @@ class ProfileWindowHook(Hook):
 
 
 def _machine() -> str:
-    cpu = 'unknown CPU'
-    if os.path.isfile('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    return f'{cpu}, {os.cpu_count()} logical cores'
+    """The CPU model (:func:`vovdet.analysis.benchmark.device_name`) and the
+    logical core count."""
+    from .benchmark import device_name
+    return f"{device_name(torch.device('cpu'))}, {os.cpu_count()} logical cores"
 
 
 def profile_training(config: str,
