@@ -262,3 +262,44 @@ def test_maskrcnn_peers_report_coco_ap50(tmp_path, shapes_root):
     assert used.model.backbone.depth == 18
     assert used.model.backbone.norm_cfg == demo.model.backbone.norm_cfg
     assert used.model.roi_head == demo.model.roi_head
+
+
+def test_validation_while_training_gives_the_learning_curve(
+        tmp_path, shapes_root):
+    config = osp.join(ROOT, 'configs',
+                      'vovnet19slim_osafpn_maskrcnn_shapes_ablation.py')
+    cfg = scaled_config(config, '/somewhere/shapes', iters=10,
+                        val_interval=5)
+    assert cfg.train_cfg.val_interval == 5
+    assert cfg.val_cfg.type == 'ValLoop'
+    # the curve is measured on the split the final test reports
+    assert cfg.val_dataloader == cfg.test_dataloader
+    assert cfg.val_evaluator == cfg.test_evaluator
+    assert cfg.default_hooks.logger.log_metric_by_epoch is False
+    with pytest.raises(ValueError, match='val_interval must be positive'):
+        scaled_config(config, '/somewhere/shapes', val_interval=0)
+
+    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
+                min_radius=10, max_radius=30, seed=0)
+    options = {f'{split}_dataloader.{key}': value
+               for split in ('train', 'test')
+               for key, value in (('num_workers', 0),
+                                  ('persistent_workers', False))}
+    result = run_learning_benchmark(
+        config, shapes_root, str(tmp_path / 'run'), iters=2, batch_size=2,
+        data_spec=spec, cfg_options=options, val_interval=1)
+    curve = result['val_curves']['coco/bbox_mAP']
+    assert [step for step, _ in curve] == [1, 2]
+    # the last validation is the final checkpoint on the same images
+    assert curve[-1][1] == pytest.approx(result['coco_ap']['coco/bbox_mAP'])
+    assert set(result['val_curves']) >= {'coco/bbox_mAP_50', 'coco/segm_mAP'}
+
+    paths = write_report([result], str(tmp_path / 'out'), 'necks')
+    assert osp.isfile(paths['curve'])
+    table = open(paths['md']).read()
+    assert '| coco/bbox_mAP at iteration | 1 | 2 |' in table
+    assert (f'| {run_label(result)} (1 seed) | '
+            f'{curve[0][1]:.1f} ± 0.0 | {curve[1][1]:.1f} ± 0.0 |') in table
+    # runs without validation have no curve to draw
+    result['val_curves'] = {}
+    assert 'curve' not in write_report([result], str(tmp_path / 'out2'))

@@ -18,6 +18,7 @@ evaluator and reports
 their family's shapes config as the default.
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -33,8 +34,10 @@ def scaled_config(config: str,
                   data_root: str,
                   iters: Optional[int] = None,
                   batch_size: Optional[int] = None,
-                  cfg_options: Optional[Dict] = None) -> Config:
-    """The config pointed at ``data_root``, trained without validation.
+                  cfg_options: Optional[Dict] = None,
+                  val_interval: Optional[int] = None) -> Config:
+    """The config pointed at ``data_root``, validated on its test split
+    every ``val_interval`` iterations or not at all.
 
     Args:
         config (str): A shapes config.
@@ -45,6 +48,9 @@ def scaled_config(config: str,
         batch_size (int, optional): Images per training iteration.
         cfg_options (dict, optional): Further overrides (e.g. loader
             workers), merged before the above.
+        val_interval (int, optional): Evaluate the test split every this
+            many iterations while training (the learning curve; metrics are
+            logged at their iteration). None: no validation.
 
     Returns:
         Config: The modified config (the loaders' ``data_root`` and a COCO
@@ -66,10 +72,18 @@ def scaled_config(config: str,
         ann_file = evaluator.get('ann_file')
         if old_root and ann_file and ann_file.startswith(old_root):
             evaluator.ann_file = data_root + ann_file[len(old_root):]
-    # the benchmark tests once at the end; no validation while training
-    cfg.val_dataloader = None
-    cfg.val_evaluator = None
-    cfg.val_cfg = None
+    if val_interval is None:
+        # the benchmark tests once at the end; no validation while training
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+        cfg.val_cfg = None
+    elif val_interval < 1:
+        raise ValueError(f'val_interval must be positive, got {val_interval}')
+    else:
+        # the curve is measured on the split the final test reports
+        cfg.val_dataloader = copy.deepcopy(cfg.test_dataloader)
+        cfg.val_evaluator = copy.deepcopy(cfg.test_evaluator)
+        cfg.val_cfg = dict(type='ValLoop')
     if iters is not None:
         if iters < 1:
             raise ValueError(f'iters must be positive, got {iters}')
@@ -89,7 +103,11 @@ def scaled_config(config: str,
             cfg.default_hooks.logger.interval, iters)
         cfg.log_processor.window_size = min(cfg.log_processor.window_size,
                                             iters)
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters
+    cfg.train_cfg.val_interval = val_interval or cfg.train_cfg.max_iters
+    if val_interval is not None:
+        # logged at the iteration, not the (single) epoch
+        cfg.default_hooks.logger.log_metric_by_epoch = False
+        cfg.default_hooks.checkpoint.save_best = None
     cfg.default_hooks.checkpoint.interval = cfg.train_cfg.max_iters
     if batch_size is not None:
         cfg.train_dataloader.batch_size = batch_size
@@ -141,7 +159,8 @@ def run_learning_benchmark(config: str,
                            data_spec: Optional[Dict] = None,
                            cfg_options: Optional[Dict] = None,
                            seed: Optional[int] = None,
-                           threads: Optional[int] = None) -> Dict:
+                           threads: Optional[int] = None,
+                           val_interval: Optional[int] = None) -> Dict:
     """Train ``config`` on the shapes data, test it, return the figures.
 
     Args:
@@ -160,6 +179,8 @@ def run_learning_benchmark(config: str,
             data order, augmentation); the config's when None.
         threads (int, optional): ``torch.set_num_threads`` for the run
             (used when several runs share the machine).
+        val_interval (int, optional): Also evaluate the test split every
+            this many iterations while training (see :func:`scaled_config`).
 
     Returns:
         dict: ``config``, ``cfg_options``, ``seed``, ``iters``,
@@ -168,7 +189,9 @@ def run_learning_benchmark(config: str,
         loss term, ``{name: [(iteration, value), ...]}``), ``ap50`` (``{metric
         name: AP at IoU 0.5 in percent}``), ``coco_ap`` (a COCO evaluator's
         AP at IoU 0.5:0.95 in percent, ``{'coco/bbox_mAP': ..., ...}``;
-        empty for VOC metrics) and ``minutes``.
+        empty for VOC metrics), ``val_curves`` (``{metric: [(iteration,
+        value), ...]}`` of the validations while training, in percent;
+        empty without ``val_interval``) and ``minutes``.
     """
     import torch
 
@@ -180,7 +203,8 @@ def run_learning_benchmark(config: str,
     if threads is not None:
         torch.set_num_threads(threads)
     ensure_shapes_data(data_root, **(data_spec or {}))
-    cfg = scaled_config(config, data_root, iters, batch_size, cfg_options)
+    cfg = scaled_config(config, data_root, iters, batch_size, cfg_options,
+                        val_interval)
     if seed is not None:
         cfg.randomness = dict(seed=seed)
     os.makedirs(work_dir, exist_ok=True)
@@ -220,6 +244,11 @@ def run_learning_benchmark(config: str,
         curves=curves,
         ap50=ap50,
         coco_ap=coco_ap,
+        val_curves={
+            key: [(step, 100 * value) for step, value in points]
+            for key, points in logged_metrics(work_dir).items()
+            if key.endswith(('AP50', 'mAP_50', 'bbox_mAP', 'segm_mAP'))
+        },
         minutes=(time.time() - start) / 60)
 
 
@@ -237,7 +266,8 @@ def run_many(configs: Sequence[str],
              batch_size: Optional[int] = None,
              cfg_options: Optional[Dict] = None,
              jobs: int = 1,
-             data_spec: Optional[Dict] = None) -> List[Dict]:
+             data_spec: Optional[Dict] = None,
+             val_interval: Optional[int] = None) -> List[Dict]:
     """Train every config with every seed; ``jobs`` runs at a time.
 
     Each run trains in ``work_dir/<config name>/seed<seed>``. With
@@ -263,7 +293,8 @@ def run_many(configs: Sequence[str],
                 dict(config=config, data_root=data_root,
                      work_dir=osp.join(work_dir, folder), iters=iters,
                      batch_size=batch_size, cfg_options=cfg_options,
-                     seed=seed, data_spec=data_spec))
+                     seed=seed, data_spec=data_spec,
+                     val_interval=val_interval))
     if jobs == 1:
         return [_run_one(run) for run in runs]
     import multiprocessing
@@ -372,11 +403,14 @@ def plot_curves(results: Sequence[Dict],
                 path: str,
                 title: str = 'Training loss',
                 keys: Sequence[str] = ('loss', ),
-                references: Optional[Dict[str, float]] = None) -> None:
+                references: Optional[Dict[str, float]] = None,
+                field: str = 'curves',
+                ylabel: Optional[str] = None) -> None:
     """Plot each config's logged losses against the iteration: for every
     loss name in ``keys`` the mean over the config's seeds as a line and the
     seeds' range shaded. ``references`` draws labelled horizontal lines
-    (e.g. the loss of a constant predictor)."""
+    (e.g. the loss of a constant predictor). ``field='val_curves'`` plots
+    the validation metrics instead, on a linear axis labelled ``ylabel``."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -387,14 +421,14 @@ def plot_curves(results: Sequence[Dict],
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, runs in groups.items():
         for key in keys:
-            series = [r['curves'].get(key, []) for r in runs]
+            series = [r.get(field, {}).get(key, []) for r in runs]
             common = sorted(set.intersection(*[{i for i, _ in c}
                                                for c in series]))
             if not common:
                 continue
             values = [[dict(c)[i] for c in series] for i in common]
             mean = [sum(v) / len(v) for v in values]
-            name = label if keys == ('loss', ) else f'{label}: {key}'
+            name = label if len(keys) == 1 else f'{label}: {key}'
             ax.plot(common, mean, label=f'{name} ({len(runs)} seeds)')
             ax.fill_between(common, [min(v) for v in values],
                             [max(v) for v in values], alpha=0.2)
@@ -403,9 +437,12 @@ def plot_curves(results: Sequence[Dict],
         ax.annotate(text, (0, value), textcoords='offset points',
                     xytext=(4, 2), fontsize=7, color='dimgrey')
     ax.set_xlabel('iteration')
-    ax.set_ylabel('total training loss' if keys == ('loss', ) else
-                  'training loss')
-    ax.set_yscale('log')
+    if field == 'curves':
+        ax.set_ylabel(ylabel or ('total training loss' if keys == ('loss', )
+                                 else 'training loss'))
+        ax.set_yscale('log')
+    else:
+        ax.set_ylabel(ylabel or ', '.join(keys))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -463,12 +500,57 @@ def plot_ap50(rows: Sequence[Dict], path: str,
     plt.close(fig)
 
 
+def curve_metric(results: Sequence[Dict]) -> Optional[str]:
+    """The validation metric a learning curve shows: COCO's
+    ``coco/bbox_mAP`` when logged, else the first AP50; None when no run
+    validated while training."""
+    keys = list(dict.fromkeys(k for r in results
+                              for k in r.get('val_curves', {})))
+    if not keys:
+        return None
+    if 'coco/bbox_mAP' in keys:
+        return 'coco/bbox_mAP'
+    return next((k for k in keys if k.endswith(('AP50', 'mAP_50'))), keys[0])
+
+
+def format_val_curves(results: Sequence[Dict], metric: str) -> str:
+    """A markdown table of the learning curve: per config (and options) the
+    mean ± std over its seeds of ``metric`` at every validated iteration
+    all its seeds share."""
+    groups: Dict[str, List[Dict]] = {}
+    for r in results:
+        groups.setdefault(run_label(r), []).append(r)
+    rows = {}
+    for label, runs in groups.items():
+        series = [dict(r.get('val_curves', {}).get(metric, [])) for r in runs]
+        common = sorted(set.intersection(*[set(c) for c in series]))
+        rows[label] = {
+            step: (_mean_std([c[step] for c in series]), len(series))
+            for step in common
+        }
+    steps = sorted({s for row in rows.values() for s in row})
+    lines = [
+        f'| {metric} at iteration | ' + ' | '.join(str(s) for s in steps) +
+        ' |', '|---|' + '---|' * len(steps)
+    ]
+    for label, row in rows.items():
+        cells = ' | '.join(
+            '{:.1f} ± {:.1f}'.format(*row[s][0]) if s in row else '-'
+            for s in steps)
+        seeds = max((n for _, n in row.values()), default=0)
+        lines.append(f"| {label} ({seeds} seed{'s' if seeds != 1 else ''})"
+                     f' | {cells} |')
+    return '\n'.join(lines)
+
+
 def write_report(results: Sequence[Dict], out_dir: str,
                  name: str = 'learning') -> Dict[str, str]:
     """Write ``<name>.json`` (every run), ``<name>.md`` (the mean ± std
     table and the per-run losses), ``<name>.png`` (the loss curves) and
-    ``<name>_ap50.png`` (:func:`plot_ap50`) under ``out_dir``; return the
-    paths (keys ``json``, ``md``, ``png``, ``ap50``)."""
+    ``<name>_ap50.png`` (:func:`plot_ap50`) under ``out_dir``; runs that
+    validated while training add their learning curve, a table in the
+    ``.md`` and ``<name>_curve.png``. Return the paths (keys ``json``,
+    ``md``, ``png``, ``ap50`` and ``curve``)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {ext: osp.join(out_dir, f'{name}.{ext}')
              for ext in ('json', 'md', 'png')}
@@ -476,11 +558,19 @@ def write_report(results: Sequence[Dict], out_dir: str,
     with open(paths['json'], 'w') as f:
         json.dump(list(results), f, indent=1)
     rows = summarize(results)
+    metric = curve_metric(results)
     with open(paths['md'], 'w') as f:
-        f.write(format_summary(rows) + '\n\n' + format_results(results) +
-                '\n')
+        f.write(format_summary(rows) + '\n\n')
+        if metric:
+            f.write(format_val_curves(results, metric) + '\n\n')
+        f.write(format_results(results) + '\n')
     plot_curves(results, paths['png'])
     plot_ap50(rows, paths['ap50'])
+    if metric:
+        paths['curve'] = osp.join(out_dir, f'{name}_curve.png')
+        plot_curves(results, paths['curve'], title='Held-out learning curve',
+                    keys=(metric, ), field='val_curves',
+                    ylabel=f'{metric} (%)')
     return paths
 
 
@@ -563,6 +653,11 @@ def main(argv: Optional[List[str]] = None,
         '--batch-size', type=int,
         help="images per iteration (default: the config's)")
     parser.add_argument(
+        '--val-interval', type=int,
+        help='also evaluate the test split every N training iterations: '
+        'the learning curve (<name>_curve.png and a table; default: only '
+        'after training)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=CfgOptionsAction,
         help='further config overrides, e.g. train_dataloader.num_workers=2')
     args = parser.parse_args(argv)
@@ -578,7 +673,8 @@ def main(argv: Optional[List[str]] = None,
     elif args.config:
         results = run_many(args.config, args.seeds or [None], args.data_root,
                            args.work_dir, args.iters, args.batch_size,
-                           args.cfg_options, args.jobs)
+                           args.cfg_options, args.jobs,
+                           val_interval=args.val_interval)
     else:
         parser.error('give --config (configs to train) or --from-json '
                      '(earlier results to merge)')
