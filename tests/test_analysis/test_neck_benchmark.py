@@ -1,5 +1,6 @@
 """The neck benchmark (counts, inference form, side-by-side paired timing,
 CLI), the cost behind OSA-FPN's defaults, and the shapes ablation runner."""
+import glob
 import importlib.util
 import json
 import os.path as osp
@@ -149,10 +150,9 @@ def test_side_by_side_timing_and_paired_ratios():
         neck_configs([8], variants={'FPN': {}})
 
 
-def load_cli():
+def load_cli(name='neck_benchmark'):
     spec = importlib.util.spec_from_file_location(
-        'neck_benchmark_cli', osp.join(ROOT, 'tools', 'analysis',
-                                       'neck_benchmark.py'))
+        f'{name}_cli', osp.join(ROOT, 'tools', 'analysis', f'{name}.py'))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     return cli
@@ -243,3 +243,53 @@ def test_ablation_without_evaluation_says_why(tmp_path):
     (run / 'scalars.json').write_text(json.dumps(dict(loss=1.0, iter=1)))
     with pytest.raises(FileNotFoundError, match='val_interval'):
         final_metrics(str(tmp_path))
+
+
+def test_tradeoff_puts_each_necks_accuracy_beside_its_latency(
+        tmp_path, capsys):
+    from vovdet.analysis.neck_ablation import LATENCY_ROWS, tradeoff_points
+    latency_dir = osp.join(ROOT, 'docs', 'results', 'necks')
+    # every ablation config, the optional variants too, has a timed row
+    for name in glob.glob(osp.join(ROOT, 'configs', '*_shapes_ablation.py')):
+        assert osp.splitext(osp.basename(name))[0] in LATENCY_ROWS
+    results = [
+        dict(config=f'configs/{name}.py', seed=seed,
+             coco_ap={'coco/bbox_mAP': ap})
+        for name, aps in (
+            ('vovnet19slim_fpn_maskrcnn_shapes_ablation', (30., 32., 34.)),
+            ('vovnet19slim_osapafpn_maskrcnn_shapes_ablation', (40., 41.)),
+            ('vovnet19slim_osafpnrep_maskrcnn_shapes_ablation', (20., )))
+        for seed, ap in enumerate(aps)
+    ]
+    fpn, osapafpn, rep = tradeoff_points(results, latency_dir)
+    assert (fpn['neck'], fpn['mean'], fpn['std']) == ('FPN', 32., 2.)
+    assert fpn['latency_vs_fpn'] == 1.0 and fpn['seeds'] == [0, 1, 2]
+    assert osapafpn['reference'] == 'PAFPN' and osapafpn['mean'] == 40.5
+    tables = {
+        name: {row['name']: row for row in json.load(
+            open(osp.join(latency_dir, f'{name}.json')))}
+        for name in ('v2_19slim_192_gn16', 'v2_19slim_192_bn_inference')}
+    gn = tables['v2_19slim_192_gn16']
+    assert osapafpn['latency_vs_fpn'] == pytest.approx(
+        gn['OSA-PAFPN']['latency_ms'] / gn['FPN']['latency_ms'])
+    # the RepVGG neck is timed folded, beside the BN FPN of its own table
+    bn = tables['v2_19slim_192_bn_inference']
+    assert rep['latency_vs_fpn'] == pytest.approx(
+        bn['OSA-FPN rep']['latency_ms'] / bn['FPN']['latency_ms'])
+
+    learning = tmp_path / 'runs.json'
+    learning.write_text(json.dumps(results))
+    tradeoff_main = load_cli('neck_tradeoff').main
+    tradeoff_main(['--learning', str(learning), '--latency-dir',
+                   latency_dir, '--out', str(tmp_path), '--name', 'necks'])
+    table = (tmp_path / 'necks.md').read_text().splitlines()
+    assert table[2].startswith('| FPN | 32.0 ± 2.0 | 3 | 30.0, 32.0, 34.0 |')
+    assert (tmp_path / 'necks.png').stat().st_size > 0
+    # a config that was never timed: exit 2 naming it and the fix
+    results[0]['config'] = 'configs/my_neck_ablation.py'
+    learning.write_text(json.dumps(results))
+    with pytest.raises(SystemExit) as exit_info:
+        tradeoff_main(['--learning', str(learning)])
+    assert exit_info.value.code == 2
+    assert 'my_neck_ablation has no latency row: add it to LATENCY_ROWS' in (
+        capsys.readouterr().err)

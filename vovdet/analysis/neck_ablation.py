@@ -1,6 +1,8 @@
 """The shapes-data neck ablation: train FPN, OSA-FPN, PAFPN and OSA-PAFPN
 alike, compare AP (one seed; several seeds with mean and standard deviation:
-``tools/analysis/learning_benchmark.py``, docs/necks.md).
+``tools/analysis/learning_benchmark.py``, docs/necks.md), and put each neck's
+accuracy beside its latency (:func:`tradeoff_points`, the accuracy-versus-
+latency plot of ``tools/analysis/neck_tradeoff.py``).
 
 Each config is trained by ``tools/train.py`` in its own process (the same
 code path as a user's run) with the same seed and number of iterations; the
@@ -14,7 +16,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ABLATION_CONFIGS = (
     'configs/vovnet19slim_fpn_maskrcnn_shapes_ablation.py',
@@ -25,6 +27,25 @@ ABLATION_CONFIGS = (
 METRIC_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP',
                'coco/segm_mAP_50')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# Where each ablation config's neck was timed: (table, row) of the demo-size
+# latency tables in docs/results/necks (tools/analysis/neck_benchmark.py
+# --arch V2-19-slim --shape 192 192 --out-channels 128, docs/necks.md). The
+# RepVGG neck is timed as it is deployed, folded, with BN: the inference-form
+# table.
+LATENCY_ROWS = {
+    'vovnet19slim_fpn_maskrcnn_shapes_ablation': ('v2_19slim_192_gn16', 'FPN'),
+    'vovnet19slim_pafpn_maskrcnn_shapes_ablation':
+    ('v2_19slim_192_gn16', 'PAFPN'),
+    'vovnet19slim_osafpn_maskrcnn_shapes_ablation':
+    ('v2_19slim_192_gn16', 'OSA-FPN'),
+    'vovnet19slim_osapafpn_maskrcnn_shapes_ablation':
+    ('v2_19slim_192_gn16', 'OSA-PAFPN'),
+    'vovnet19slim_osafpnlite_maskrcnn_shapes_ablation':
+    ('v2_19slim_192_gn16', 'OSA-FPN lite'),
+    'vovnet19slim_osafpnrep_maskrcnn_shapes_ablation':
+    ('v2_19slim_192_bn_inference', 'OSA-FPN rep'),
+}
 
 
 def final_metrics(work_dir: str) -> Dict[str, float]:
@@ -145,3 +166,117 @@ def format_ablation_table(results: Dict[str, Dict[str, float]]) -> str:
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def tradeoff_points(results: Sequence[Dict],
+                    latency_dir: str,
+                    metric: str = 'coco/bbox_mAP',
+                    rows: Optional[Dict[str, Tuple[str, str]]] = None
+                    ) -> List[Dict]:
+    """Each ablation config's accuracy (mean ± std over its seeds) beside its
+    neck's latency.
+
+    Args:
+        results (Sequence[dict]): Runs of
+            :func:`vovdet.analysis.learning.run_learning_benchmark` (the
+            ``--out`` JSON of ``tools/analysis/learning_benchmark.py``).
+        latency_dir (str): Folder of ``neck_benchmark`` JSON tables.
+        metric (str): A ``coco_ap`` key of the runs, in percent.
+        rows (dict, optional): Config name (no ``.py``) -> (table, row
+            name); :data:`LATENCY_ROWS` when None.
+
+    Returns:
+        list[dict]: In first-seen order: ``config``, ``neck`` (the row
+        name), ``seeds``, ``mean``, ``std`` and ``values`` of ``metric``,
+        ``latency_ms``, ``latency_vs_fpn`` (the neck's median latency over
+        FPN's in the same table) and ``paired_ratio`` / ``reference`` (the
+        table's paired ratio to its own reference, FPN or PAFPN).
+
+    Raises:
+        KeyError: A config with no latency row, or a row missing from its
+            table; the message names both and the fix.
+    """
+    from vovdet.analysis.learning import _mean_std
+    rows = LATENCY_ROWS if rows is None else rows
+    groups: Dict[str, List[Dict]] = {}
+    for r in results:
+        name = osp.splitext(osp.basename(r['config']))[0]
+        groups.setdefault(name, []).append(r)
+    tables: Dict[str, Dict[str, Dict]] = {}
+    points = []
+    for name, runs in groups.items():
+        if name not in rows:
+            raise KeyError(
+                f'{name} has no latency row: add it to LATENCY_ROWS in '
+                f'{__name__} (table and row of its neck in {latency_dir})')
+        table, row_name = rows[name]
+        if table not in tables:
+            with open(osp.join(latency_dir, f'{table}.json')) as f:
+                tables[table] = {row['name']: row for row in json.load(f)}
+        if row_name not in tables[table] or 'FPN' not in tables[table]:
+            raise KeyError(
+                f'{latency_dir}/{table}.json has no row {row_name!r} (or no '
+                f"'FPN' row): rerun tools/analysis/neck_benchmark.py with "
+                f'that variant (docs/necks.md)')
+        row = tables[table][row_name]
+        values = [r['coco_ap'][metric] for r in runs]
+        mean, std = _mean_std(values)
+        points.append(
+            dict(config=name, neck=row_name,
+                 seeds=[r.get('seed') for r in runs], mean=mean, std=std,
+                 values=values, latency_ms=row['latency_ms'],
+                 latency_vs_fpn=row['latency_ms'] /
+                 tables[table]['FPN']['latency_ms'],
+                 paired_ratio=row['latency_ratio'],
+                 reference=row['reference']))
+    return points
+
+
+def format_tradeoff_table(points: Sequence[Dict],
+                          metric: str = 'coco/bbox_mAP') -> str:
+    """Markdown table of :func:`tradeoff_points`."""
+    lines = [
+        f'| neck | {metric} (mean ± std) | seeds | per seed | latency (ms) '
+        '| latency / FPN (medians) | latency / reference (paired) |',
+        '|---|---|---|---|---|---|---|'
+    ]
+    for p in points:
+        lines.append(
+            f"| {p['neck']} | {p['mean']:.1f} ± {p['std']:.1f} | "
+            f"{len(p['values'])} | "
+            + ', '.join(f'{v:.1f}' for v in p['values']) +
+            f" | {p['latency_ms']:.1f} | {p['latency_vs_fpn']:.2f}× | "
+            f"{p['paired_ratio']:.2f}× {p['reference']} |")
+    return '\n'.join(lines)
+
+
+def plot_tradeoff(points: Sequence[Dict], path: str,
+                  metric: str = 'coco/bbox_mAP',
+                  title: str = 'Neck accuracy versus latency') -> None:
+    """Accuracy (mean, std whiskers, seeds as dots) against latency
+    relative to FPN, one labelled point per neck."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for p in points:
+        color = '#d62728' if p['neck'].startswith('OSA') else '#1f77b4'
+        marker = 's' if 'PAFPN' in p['neck'] else 'o'
+        x = p['latency_vs_fpn']
+        ax.errorbar(x, p['mean'], yerr=p['std'], fmt=marker, color=color,
+                    capsize=3)
+        ax.plot([x] * len(p['values']), p['values'], '.', color=color,
+                alpha=0.35, markersize=4)
+        ax.annotate(f"{p['neck']} ({len(p['values'])} seeds)",
+                    (x, p['mean']), xytext=(6, 4), textcoords='offset points',
+                    fontsize=7)
+    ax.set_xlabel('neck latency / FPN latency (median, same table; 192 px, '
+                  'one CPU thread)')
+    ax.set_ylabel(f'{metric} (%), mean ± std over seeds')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
