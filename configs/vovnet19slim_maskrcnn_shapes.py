@@ -16,14 +16,20 @@ model = dict(
         norm_cfg=norm_cfg),
     rpn_head=dict(in_channels=width, feat_channels=width),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=width),
+        # mmcv's RoIAlign as a multi-threaded sparse product on CPU (same
+        # features and gradients, tested against mmcv's kernel; mmcv's op on
+        # GPU): the CPU kernel was 19 % of a demo iteration on one thread
+        # (docs/benchmarks.md, "Where a demo training iteration goes")
+        bbox_roi_extractor=dict(
+            roi_layer=dict(type='SparseRoIAlign'), out_channels=width),
         bbox_head=dict(
             in_channels=width,
             conv_out_channels=width,
             fc_out_channels=256,
             norm_cfg=norm_cfg,
             num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=width),
+        mask_roi_extractor=dict(
+            roi_layer=dict(type='SparseRoIAlign'), out_channels=width),
         mask_head=dict(
             num_convs=2,
             in_channels=width,

@@ -24,5 +24,7 @@ from .utils import install_safe_checkpoint_loader  # noqa: E402
 from .version import __version__  # noqa: E402
 
 install_safe_checkpoint_loader()
+# 'SparseRoIAlign' as a roi_layer type (mmdet looks those up in mmcv.ops)
+models.layers.register_roi_layers()
 
 __all__ = ['__version__']

@@ -12,6 +12,7 @@ from tests.helpers import run_tool, tiny_config
 from vovdet.analysis.profile_buckets import (BUCKETS, PYTHON_BUCKET,
                                              bucket_of, summarize)
 from vovdet.analysis.profile_train import main
+from vovdet.models.layers import SparseRoIAlign
 from vovdet.apis.demo import data_root_overrides
 
 NAMES = [name for name, _ in BUCKETS]
@@ -28,6 +29,10 @@ NAMES = [name for name, _ in BUCKETS]
     ('autograd::engine::evaluate_function: RoIAlignFunctionBackward',
      'RoIAlign backward (mmcv)'),
     ('NMSop', 'NMS (mmcv)'),
+    ('autograd::engine::evaluate_function: _SparseProductBackward',
+     'RoIAlign backward (SparseRoIAlign)'),
+    ('vovdet/models/layers/sparse_roi_align.py(176): sparse_roi_align',
+     'RoIAlign forward (SparseRoIAlign)'),
     ('mmdet/models/task_modules/assigners/max_iou_assigner.py(110): assign',
      'losses, targets, anchors, assign, sample'),
     ('mmdet/structures/mask/mask_target.py(11): mask_target',
@@ -56,12 +61,15 @@ def test_summarize_splits_a_profiled_step_into_buckets_adding_to_the_window():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16))
     roi_align = RoIAlign(7, 1.0, 0)
+    sparse = SparseRoIAlign(7, 1.0, 0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     rois = torch.tensor([[0, 2., 2., 20., 20.], [0, 5., 5., 30., 25.]])
     x = torch.randn(1, 3, 32, 32)
     with torch.profiler.profile(with_stack=True) as profiler:
         start = time.time_ns()
-        loss = roi_align(model(x), rois).square().mean()
+        feat = model(x)
+        loss = (roi_align(feat, rois).square().mean() +
+                sparse(feat, rois).square().mean())
         loss.backward()
         optimizer.step()
         end = time.time_ns()
@@ -72,6 +80,8 @@ def test_summarize_splits_a_profiled_step_into_buckets_adding_to_the_window():
     for bucket in ('convolution forward', 'convolution backward',
                    'GroupNorm/BatchNorm forward', 'RoIAlign forward (mmcv)',
                    'RoIAlign backward (mmcv)',
+                   'RoIAlign forward (SparseRoIAlign)',
+                   'RoIAlign backward (SparseRoIAlign)',
                    'optimizer step, grad clipping, zero_grad'):
         assert buckets[bucket] > 0, bucket
     assert len(top) == 5
