@@ -58,6 +58,14 @@ def test_empty_boxes_and_batches_give_mmcvs_zeros():
     assert out[:3].abs().sum() == 0 and out[3].abs().sum() > 0
     out.sum().backward()
     assert feat.grad.shape == feat.shape
+    # only boxes that sample nothing
+    torch.testing.assert_close(ours(feat, rois[:2]), ref(feat, rois[:2]))
+    assert ours(feat, rois[:2]).abs().sum() == 0
+    # a box with x2 < x1: refused, as by mmcv, naming the box
+    with pytest.raises(ValueError, match=r'RoI 1 \(\[0.0, 9.0'):
+        ours(feat, torch.tensor([[0., 1., 1., 8., 8.], [0., 9., 1., 1., 8.]]))
+    with pytest.raises(RuntimeError, match='negative size'):
+        ref(feat, torch.tensor([[0., 9., 1., 1., 8.]]))
     assert ours(feat, rois[:0]).shape == (0, 4, 7, 7)
     assert sparse_roi_align(feat, rois[:0], (7, 7)).shape == (0, 4, 7, 7)
 

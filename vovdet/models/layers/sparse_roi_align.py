@@ -29,7 +29,7 @@ import torch
 from mmcv.ops import RoIAlign
 
 # torch warns on the first CSR tensor of a process that CSR support is
-# "in beta"; the two products used here are covered by the tests above
+# "in beta"; the two products used here are tested against mmcv's kernel
 warnings.filterwarnings(
     'ignore', message='Sparse CSR tensor support is in beta',
     category=UserWarning)
@@ -169,8 +169,16 @@ def sparse_roi_align(input: torch.Tensor,
         side_h = (rois[:, 4] - rois[:, 2]) * spatial_scale
         if not aligned:
             side_w, side_h = side_w.clamp(min=1.), side_h.clamp(min=1.)
-        keys = (torch.ceil(side_h / out_h).long() * _KEY_BASE +
-                torch.ceil(side_w / out_w).long())
+        elif bool((side_w < 0).any() or (side_h < 0).any()):
+            bad = ((side_w < 0) | (side_h < 0)).nonzero()[0, 0].item()
+            raise ValueError(
+                f'RoI {bad} ({rois[bad].tolist()}) has x2 < x1 or y2 < y1; '
+                'with aligned=True RoIs must not have negative size (mmcv '
+                'refuses them too)')
+        # a side of zero or less samples nothing (mmcv: zeros); clamped, so
+        # that the packed key splits back into the same pair
+        keys = (torch.ceil(side_h / out_h).long().clamp(min=0) * _KEY_BASE +
+                torch.ceil(side_w / out_w).long().clamp(min=0))
     # (N * H * W, C): every image's pixels as rows
     pixels = input.permute(0, 2, 3, 1).reshape(-1, channels)
     # every sampling grid's rows, stacked into one matrix; rois whose grid
@@ -192,6 +200,8 @@ def sparse_roi_align(input: torch.Tensor,
         all_vals.append(vals)
         row_lengths.append(
             torch.full((index.numel() * out_h * out_w, ), per_row))
+    if not all_cols:
+        return input.new_zeros(rois.shape[0], channels, out_h, out_w)
     crow = torch.zeros(sum(r.numel() for r in row_lengths) + 1,
                        dtype=torch.long)
     crow[1:] = torch.cat(row_lengths).cumsum(0)
