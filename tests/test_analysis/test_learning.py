@@ -17,6 +17,13 @@ from vovdet.analysis.learning import (format_results, format_summary,
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REFINEDET = osp.join(ROOT, 'configs', 'vovnet19slim_refinedet192_shapes.py')
 DSOD = osp.join(ROOT, 'configs', 'vovnet27slim_dsod160_shapes.py')
+# the end-to-end runs: a tiny shapes set, loaders in the test process
+TINY_SPEC = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
+                 min_radius=10, max_radius=30, seed=0)
+TINY_LOADERS = {f'{split}_dataloader.{key}': value
+                for split in ('train', 'test')
+                for key, value in (('num_workers', 0),
+                                   ('persistent_workers', False))}
 
 
 def test_scaled_config_scales_the_schedule_and_skips_validation():
@@ -108,13 +115,7 @@ def test_refinedet_benchmark_runs_end_to_end(tmp_path, capsys, monkeypatch):
 
 def test_dsod_benchmark_runs_end_to_end(tmp_path, shapes_root):
     # the conftest data set, recognised by its spec and not regenerated
-    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
-                min_radius=10, max_radius=30, seed=0)
-    loaders = {
-        f'{split}_dataloader.{key}': value
-        for split in ('train', 'test')
-        for key, value in (('num_workers', 0), ('persistent_workers', False))
-    }
+    spec, loaders = TINY_SPEC, TINY_LOADERS
     work = str(tmp_path / 'work')
     result = run_learning_benchmark(
         DSOD, shapes_root, work, iters=2, batch_size=2, data_spec=spec,
@@ -215,12 +216,7 @@ def test_variants_of_one_config_are_told_apart_and_merged(tmp_path, capsys):
 
 
 def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):
-    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
-                min_radius=10, max_radius=30, seed=0)
-    options = {f'{split}_dataloader.{key}': value
-               for split in ('train', 'test')
-               for key, value in (('num_workers', 0),
-                                  ('persistent_workers', False))}
+    spec, options = TINY_SPEC, TINY_LOADERS
     results = run_many([DSOD], seeds=[3, 4], data_root=shapes_root,
                        work_dir=str(tmp_path), iters=1, batch_size=2,
                        cfg_options=options, jobs=2, data_spec=spec)
@@ -238,12 +234,7 @@ def test_seeds_run_in_parallel_processes(tmp_path, shapes_root):
 
 def test_maskrcnn_peers_report_coco_ap50(tmp_path, shapes_root):
     # the Mask R-CNN parity pair: the demo's VoVNet and mmdet's ResNet-18
-    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
-                min_radius=10, max_radius=30, seed=0)
-    options = {f'{split}_dataloader.{key}': value
-               for split in ('train', 'test')
-               for key, value in (('num_workers', 0),
-                                  ('persistent_workers', False))}
+    spec, options = TINY_SPEC, TINY_LOADERS
     config = osp.join(ROOT, 'configs', 'resnet18_maskrcnn_shapes.py')
     result = run_learning_benchmark(
         config, shapes_root, str(tmp_path), iters=1, batch_size=2,
@@ -279,12 +270,7 @@ def test_validation_while_training_gives_the_learning_curve(
     with pytest.raises(ValueError, match='val_interval must be positive'):
         scaled_config(config, '/somewhere/shapes', val_interval=0)
 
-    spec = dict(num_train=8, num_val=4, image_size=96, max_objects=3,
-                min_radius=10, max_radius=30, seed=0)
-    options = {f'{split}_dataloader.{key}': value
-               for split in ('train', 'test')
-               for key, value in (('num_workers', 0),
-                                  ('persistent_workers', False))}
+    spec, options = TINY_SPEC, TINY_LOADERS
     result = run_learning_benchmark(
         config, shapes_root, str(tmp_path / 'run'), iters=2, batch_size=2,
         data_spec=spec, cfg_options=options, val_interval=1)

@@ -7,9 +7,9 @@ python tools/analysis/neck_tradeoff.py --learning RUNS.json [...]
     [--out docs/results/necks --name tradeoff]
 """
 import argparse
-import json
 import os.path as osp
 
+from vovdet.analysis.learning import load_results
 from vovdet.analysis.neck_ablation import (format_tradeoff_table,
                                            plot_tradeoff, tradeoff_points)
 
@@ -23,14 +23,10 @@ def main(argv=None):
     parser.add_argument('--out', help='write <name>.md and <name>.png here')
     parser.add_argument('--name', default='tradeoff')
     args = parser.parse_args(argv)
-    results = []
-    for path in args.learning:
-        try:
-            with open(path) as f:
-                results.extend(json.load(f))
-        except (OSError, ValueError) as err:
-            parser.error(f'--learning {path}: {err}; give the .json files '
-                         'tools/analysis/learning_benchmark.py --out wrote')
+    try:
+        results = load_results(args.learning)
+    except ValueError as err:
+        parser.error(f'--learning {err}')
     try:
         points = tradeoff_points(results, args.latency_dir, args.metric)
     except (KeyError, OSError) as err:

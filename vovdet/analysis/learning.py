@@ -603,6 +603,25 @@ def format_results(results: Sequence[Dict]) -> str:
     return '\n'.join(lines)
 
 
+def load_results(paths: Sequence[str]) -> List[Dict]:
+    """The runs of earlier ``--out`` JSON files, in order.
+
+    Raises:
+        ValueError: A file that cannot be read or is not JSON; the message
+            starts with its path.
+    """
+    results: List[Dict] = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                results.extend(json.load(f))
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f'{path}: {err}; give the .json files that '
+                'tools/analysis/learning_benchmark.py --out wrote') from err
+    return results
+
+
 def main(argv: Optional[List[str]] = None,
          default_config: Optional[str] = None,
          work_dir: str = 'work_dirs/learning') -> List[Dict]:
@@ -662,14 +681,10 @@ def main(argv: Optional[List[str]] = None,
         help='further config overrides, e.g. train_dataloader.num_workers=2')
     args = parser.parse_args(argv)
     if args.from_json:
-        results = []
-        for path in args.from_json:
-            try:
-                with open(path) as f:
-                    results.extend(json.load(f))
-            except (OSError, ValueError) as err:
-                parser.error(f'--from-json {path}: {err}; give the .json '
-                             'files an earlier --out wrote')
+        try:
+            results = load_results(args.from_json)
+        except ValueError as err:
+            parser.error(f'--from-json {err}')
     elif args.config:
         results = run_many(args.config, args.seeds or [None], args.data_root,
                            args.work_dir, args.iters, args.batch_size,
