@@ -277,6 +277,16 @@ def test_tradeoff_puts_each_necks_accuracy_beside_its_latency(
     assert rep['latency_vs_fpn'] == pytest.approx(
         bn['OSA-FPN rep']['latency_ms'] / bn['FPN']['latency_ms'])
 
+    # a variant trained with --cfg-options is its own point, keyed by them
+    variant = dict(results[3], cfg_options={'model.neck.identity': True})
+    with pytest.raises(KeyError, match='identity=True has no latency row'):
+        tradeoff_points(results + [variant], latency_dir)
+    rows = dict(LATENCY_ROWS)
+    rows['vovnet19slim_osapafpn_maskrcnn_shapes_ablation '
+         'model.neck.identity=True'] = ('v2_19slim_192_gn16', 'OSA-FPN lite')
+    points = tradeoff_points(results + [variant], latency_dir, rows=rows)
+    assert [p['neck'] for p in points] == ['FPN', 'OSA-PAFPN', 'OSA-FPN rep',
+                                           'OSA-FPN lite']
     learning = tmp_path / 'runs.json'
     learning.write_text(json.dumps(results))
     tradeoff_main = load_cli('neck_tradeoff').main

@@ -46,6 +46,9 @@ LATENCY_ROWS = {
     'vovnet19slim_osafpnrep_maskrcnn_shapes_ablation':
     ('v2_19slim_192_bn_inference', 'OSA-FPN rep'),
 }
+# A variant trained with --cfg-options is keyed by the config's name and
+# its options (learning.run_label), e.g. 'vovnet19slim_osapafpn_maskrcnn_
+# shapes_ablation model.neck.identity=True'.
 
 
 def final_metrics(work_dir: str) -> Dict[str, float]:
@@ -182,7 +185,8 @@ def tradeoff_points(results: Sequence[Dict],
             ``--out`` JSON of ``tools/analysis/learning_benchmark.py``).
         latency_dir (str): Folder of ``neck_benchmark`` JSON tables.
         metric (str): A ``coco_ap`` key of the runs, in percent.
-        rows (dict, optional): Config name (no ``.py``) -> (table, row
+        rows (dict, optional): Config name (no ``.py``, then the run's
+            ``cfg_options`` as ``key=value`` if it has any) -> (table, row
             name); :data:`LATENCY_ROWS` when None.
 
     Returns:
@@ -196,11 +200,12 @@ def tradeoff_points(results: Sequence[Dict],
         KeyError: A config with no latency row, or a row missing from its
             table; the message names both and the fix.
     """
-    from vovdet.analysis.learning import _mean_std
+    from vovdet.analysis.learning import _mean_std, run_label
     rows = LATENCY_ROWS if rows is None else rows
     groups: Dict[str, List[Dict]] = {}
     for r in results:
-        name = osp.splitext(osp.basename(r['config']))[0]
+        # the config's name without .py, then its cfg_options, if any
+        name = run_label(r).replace('.py', '', 1)
         groups.setdefault(name, []).append(r)
     tables: Dict[str, Dict[str, Dict]] = {}
     points = []

@@ -12,13 +12,14 @@ DEMO_CONFIG = 'configs/vovnet19slim_maskrcnn_shapes.py'
 # Validation every 200 iterations: one evaluation of the 100 held-out images
 # took ~10 s on the quiet 2-core host of 2026-12-07 (as long as ~15 training
 # iterations), and mmengine validates at the last iteration anyway, so the
-# 1,000-iteration demo's four extra evaluations add under a minute.
+# 1,300-iteration demo's six extra evaluations add about a minute.
 VAL_INTERVAL = 200
-# The demo trains 1,000 iterations, not the config's 600: on the 2-core CPU
+# The demo trains 1,300 iterations, not the config's 600: on the 2-core CPU
 # that fits the 15 minutes the demo may take (measured 2026-12-07 on a 2-vCPU
-# EPYC host: 11.9 min in all, README); one seed-0 run each: bbox AP50 0.700
-# against 0.537 after 600 iterations.
-DEMO_ITERS = 1000
+# EPYC host with SparseRoIAlign: 12.5 min in all, bbox AP50 0.822, README;
+# with mmcv's single-threaded RoIAlign 1,000 iterations took 11.9 min and
+# reached 0.700). One seed-0 run each.
+DEMO_ITERS = 1300
 # The demo's data set; tests use smaller ones.
 DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, min_objects=1,
                  max_objects=4, min_radius=14.0, max_radius=48.0, seed=0)
