@@ -32,10 +32,11 @@ practice:
   "PP-YOLOE", 2022, Sec. 2.2; Ding et al., "RepVGG", 2021, Sec. 3.3).
 
 The defaults (``expand_ratio=0.5``: half the neck width per CSP part;
-``module_channels`` = that half; ``layers_per_module=2``) were chosen by cost:
-the default OSA-FPN's paired CPU latency is at most 1.10x mmdet's FPN's and
-the default OSA-PAFPN's at most 1.10x mmdet's PAFPN's at 800x1333 on
-VoVNet-39 features; ``docs/necks.md`` has the measurements.
+``module_channels`` = 3/4 of that half; ``layers_per_module=2``; OSA-PAFPN's
+``bottom_up='pan'``) were chosen by measurement: paired CPU latency, on a
+quiet machine, at most 1.10x mmdet's FPN's / PAFPN's at 800x1333 on
+VoVNet-39 features and at the demo's 192 px on V2-19-slim features, and
+the shapes ablation's accuracy; ``docs/necks.md`` has the measurements.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -98,8 +99,9 @@ class OSAFPN(BaseModule):
             of ``out_channels``; the fusion input has ``2 * mid`` channels,
             half of which bypass the 3x3 layers. Defaults to 0.5.
         module_channels (int, optional): Channels of every 3x3 layer of the
-            OSA modules. Defaults to None, which means ``mid`` (128 for a
-            256-channel neck).
+            OSA modules. Defaults to None, which means ``3 * mid // 4`` (96
+            for a 256-channel neck, 48 for a 128-channel one), rounded down
+            to a multiple of a GroupNorm's ``num_groups``.
         layers_per_module (int): 3x3 layers per OSA module. Defaults to 2.
         use_ese (bool): Effective Squeeze-Excitation on each module's output
             (VoVNetV2). Defaults to False.
@@ -225,8 +227,8 @@ class OSAFPN(BaseModule):
         self.relu_before_extra_convs = relu_before_extra_convs
         self.expand_ratio = expand_ratio
         self.module_channels = (
-            module_channels
-            if module_channels is not None else self.mid_channels)
+            module_channels if module_channels is not None else
+            self._default_module_channels(self.mid_channels, norm_cfg))
         self.layers_per_module = layers_per_module
         self.use_ese = use_ese
         self.identity = identity
@@ -258,6 +260,17 @@ class OSAFPN(BaseModule):
                     channels = out_channels
                 self.extra_convs.append(
                     self._conv3x3(channels, out_channels, 2, self.act_cfg))
+
+    @staticmethod
+    def _default_module_channels(mid_channels: int,
+                                 norm_cfg: ConfigType) -> int:
+        """3/4 of ``mid``, the widest layers whose paired latency stays under
+        FPN's on a quiet machine at 800x1333 and at the demo's 192 px
+        (docs/necks.md, "Measured cost"); rounded down to a multiple of a
+        GroupNorm's groups so that every norm can be built."""
+        groups = (norm_cfg.get('num_groups', 1)
+                  if norm_cfg.get('type') == 'GN' else 1)
+        return max(groups, mid_channels * 3 // 4 // groups * groups)
 
     @property
     def reparameterizable(self) -> bool:
@@ -399,31 +412,58 @@ class OSAFPN(BaseModule):
         return tuple(outs + self._extra_levels(inputs, outs))
 
 
+BOTTOM_UP_FUSIONS = ('osa', 'pan')
+
+
 @MODELS.register_module()
 class OSAPAFPN(OSAFPN):
-    """OSA-FPN with a PANet bottom-up path whose fusions are CSP-OSA too.
+    """OSA-FPN with a PANet bottom-up path.
 
-    After the top-down path of :class:`OSAFPN` gives ``P_0 .. P_{L-1}``::
+    After the top-down path of :class:`OSAFPN` gives ``P_0 .. P_{L-1}``,
+    ``N_0 = P_0`` and each coarser ``N_i`` fuses ``P_i`` with the downsampled
+    ``N_{i-1}`` in one of two ways (``bottom_up``)::
 
-        N_0 = P_0
-        N_i = OSA'_i(act(lat'(P_i) + down(N_{i-1})))      [+ P_i]
+        'osa':  N_i = OSA'_i(act(lat'(P_i) + down(N_{i-1})))     [+ P_i]
+        'pan':  N_i = conv_i(P_i + down(N_{i-1}))
 
-    ``lat'`` is a 1x1 conv-norm and ``down`` a stride-2 3x3 conv-norm, both
-    to ``2 * mid`` channels: the downsampling conv of mmdet's ``PAFPN`` is
-    here the bottom-up part of the fusion's input conv, so the concatenation
-    ``[P_i; down(N_{i-1})]`` is never built. The shortcut is added when
-    ``identity`` is set. Extra levels are made from the ``N`` maps as in
-    :class:`OSAFPN`. Like ``PAFPN``, each level must be exactly half the size
-    of the one below (pad images to a multiple of the largest stride, e.g.
-    ``pad_size_divisor=32``).
+    ``'osa'``: ``lat'`` is a 1x1 conv-norm and ``down`` a stride-2 3x3
+    conv-norm, both to ``2 * mid`` channels: the downsampling conv of
+    mmdet's ``PAFPN`` is here the bottom-up part of the fusion's input conv,
+    so the concatenation ``[P_i; down(N_{i-1})]`` is never built; the
+    shortcut is added when ``identity`` is set. ``'pan'``: PANet's fusion as
+    mmdet's ``PAFPN`` builds it (Liu et al., "Path Aggregation Network",
+    2018, Sec. 3.1): ``down`` a stride-2 3x3 conv-norm and ``conv`` a 3x3
+    conv-norm, both ``out_channels`` wide and without activation
+    (depthwise-separable with ``depthwise``), so the top-down output reaches
+    every bottom-up level unchanged through the sum; the one-shot
+    aggregations are then the top-down path's. Extra levels are made from
+    the ``N`` maps as in :class:`OSAFPN`. Like ``PAFPN``, each level must be
+    exactly half the size of the one below (pad images to a multiple of the
+    largest stride, e.g. ``pad_size_divisor=32``).
 
     Args:
-        Same as :class:`OSAFPN`.
+        bottom_up (str): ``'pan'`` or ``'osa'``, the bottom-up fusion above.
+            Defaults to ``'pan'`` (chosen by measurement: docs/necks.md).
+        Others: as :class:`OSAFPN`.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, bottom_up: str = 'pan', **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if bottom_up not in BOTTOM_UP_FUSIONS:
+            raise ValueError(
+                f"bottom_up='{bottom_up}' is not a bottom-up fusion; use one "
+                f"of {', '.join(BOTTOM_UP_FUSIONS)}")
+        self.bottom_up = bottom_up
         num_levels = len(self.top_down_modules)
+        if bottom_up == 'pan':
+            width = self.out_channels
+            self.downsample_convs = nn.ModuleList(
+                self._conv3x3(width, width, 2, act_cfg=None)
+                for _ in range(num_levels - 1))
+            self.bottom_up_modules = nn.ModuleList(
+                self._conv3x3(width, width, 1, act_cfg=None)
+                for _ in range(num_levels - 1))
+            return
         self.downsample_convs = nn.ModuleList(
             self._entry_conv(self.out_channels, kernel_size=3, stride=2)
             for _ in range(num_levels - 1))
@@ -445,6 +485,9 @@ class OSAPAFPN(OSAFPN):
                     f'{tuple(down.shape[2:])} but level {i} is '
                     f'{tuple(top_down[i].shape[2:])}; pad the images to a '
                     f'multiple of the largest stride (pad_size_divisor=32)')
+            if self.bottom_up == 'pan':
+                outs.append(self.bottom_up_modules[i - 1](top_down[i] + down))
+                continue
             fused = self.bottom_up_lateral_convs[i - 1](top_down[i])
             fused += down
             out = self.bottom_up_modules[i - 1](self.activate(fused))
