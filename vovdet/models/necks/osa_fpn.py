@@ -12,8 +12,9 @@ practice:
   its input: the other half bypasses them and reaches the one aggregation
   directly (CSPNet's partial split; ELAN in Wang et al., "YOLOv7", 2022,
   Sec. 3.1, mmyolo's ``ELANBlock``). The layers are narrow
-  (``module_channels``, half the neck width by default) and keep c_in = c_out;
-  every layer output is concatenated once and reduced by one 1x1 conv.
+  (``module_channels``, 3/8 of the neck width by default) and keep
+  c_in = c_out; every layer output is concatenated once and reduced by one
+  1x1 conv.
   VoV-GSCSP (Li et al., "Slim-neck by GSConv", 2022) is the same
   one-shot-aggregation-plus-CSP shape built from GSConvs.
 * **Concatenation, evaluated without copying it.** A fusion's input is the
@@ -31,9 +32,9 @@ practice:
   ``switch_to_deploy()`` folds into one 3x3 conv each (Xu et al.,
   "PP-YOLOE", 2022, Sec. 2.2; Ding et al., "RepVGG", 2021, Sec. 3.3).
 
-The defaults (``expand_ratio=0.5``: half the neck width per CSP part;
-``module_channels`` = 3/4 of that half; ``layers_per_module=2``; OSA-PAFPN's
-``bottom_up='pan'``) were chosen by measurement: paired CPU latency, on a
+The defaults (``expand_ratio=0.375``: 3/8 of the neck width per CSP part;
+``module_channels`` = that part, so c_in = c_out; ``layers_per_module=2``;
+OSA-PAFPN's ``bottom_up='pan'``) were chosen by measurement: paired CPU latency, on a
 quiet machine, at most 1.10x mmdet's FPN's / PAFPN's at 800x1333 on
 VoVNet-39 features and at the demo's 192 px on V2-19-slim features, and
 the shapes ablation's accuracy; ``docs/necks.md`` has the measurements.
@@ -97,11 +98,13 @@ class OSAFPN(BaseModule):
             extra convs. Defaults to False.
         expand_ratio (float): Width of each CSP part, ``mid``, as a fraction
             of ``out_channels``; the fusion input has ``2 * mid`` channels,
-            half of which bypass the 3x3 layers. Defaults to 0.5.
+            half of which bypass the 3x3 layers. ``mid`` is rounded down to a
+            multiple of a GroupNorm's ``num_groups`` (so 0.375 of a
+            128-channel neck is 32 with GN(32), 48 with GN(16)).
+            Defaults to 0.375.
         module_channels (int, optional): Channels of every 3x3 layer of the
-            OSA modules. Defaults to None, which means ``3 * mid // 4`` (96
-            for a 256-channel neck, 48 for a 128-channel one), rounded down
-            to a multiple of a GroupNorm's ``num_groups``.
+            OSA modules. Defaults to None, which means ``mid``, so that every
+            layer has c_in = c_out (96 for a 256-channel neck).
         layers_per_module (int): 3x3 layers per OSA module. Defaults to 2.
         use_ese (bool): Effective Squeeze-Excitation on each module's output
             (VoVNetV2). Defaults to False.
@@ -156,7 +159,7 @@ class OSAFPN(BaseModule):
                  end_level: int = -1,
                  add_extra_convs: Union[bool, str] = False,
                  relu_before_extra_convs: bool = False,
-                 expand_ratio: float = 0.5,
+                 expand_ratio: float = 0.375,
                  module_channels: Optional[int] = None,
                  layers_per_module: int = 2,
                  use_ese: bool = False,
@@ -210,11 +213,14 @@ class OSAFPN(BaseModule):
         if layers_per_module < 1:
             raise ValueError(f'layers_per_module must be >= 1, got '
                              f'{layers_per_module}')
-        self.mid_channels = int(out_channels * expand_ratio)
+        groups = (norm_cfg.get('num_groups', 1)
+                  if norm_cfg.get('type') == 'GN' else 1)
+        self.mid_channels = int(out_channels * expand_ratio) // groups * groups
         if self.mid_channels < 1:
             raise ValueError(
                 f'expand_ratio={expand_ratio} leaves no channel of '
-                f'out_channels={out_channels} per CSP part; use e.g. 0.5')
+                f'out_channels={out_channels} per CSP part (in multiples of '
+                f'the {groups} norm groups); raise expand_ratio')
         if repvgg and depthwise:
             raise ValueError('repvgg=True and depthwise=True exclude each '
                              'other: RepVGG layers are dense 3x3 convs')
@@ -227,8 +233,8 @@ class OSAFPN(BaseModule):
         self.relu_before_extra_convs = relu_before_extra_convs
         self.expand_ratio = expand_ratio
         self.module_channels = (
-            module_channels if module_channels is not None else
-            self._default_module_channels(self.mid_channels, norm_cfg))
+            module_channels
+            if module_channels is not None else self.mid_channels)
         self.layers_per_module = layers_per_module
         self.use_ese = use_ese
         self.identity = identity
@@ -260,17 +266,6 @@ class OSAFPN(BaseModule):
                     channels = out_channels
                 self.extra_convs.append(
                     self._conv3x3(channels, out_channels, 2, self.act_cfg))
-
-    @staticmethod
-    def _default_module_channels(mid_channels: int,
-                                 norm_cfg: ConfigType) -> int:
-        """3/4 of ``mid``, the widest layers whose paired latency stays under
-        FPN's on a quiet machine at 800x1333 and at the demo's 192 px
-        (docs/necks.md, "Measured cost"); rounded down to a multiple of a
-        GroupNorm's groups so that every norm can be built."""
-        groups = (norm_cfg.get('num_groups', 1)
-                  if norm_cfg.get('type') == 'GN' else 1)
-        return max(groups, mid_channels * 3 // 4 // groups * groups)
 
     @property
     def reparameterizable(self) -> bool:
