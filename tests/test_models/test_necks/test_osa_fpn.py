@@ -200,17 +200,36 @@ def test_fusion_equals_a_1x1_conv_of_the_concatenation():
                                atol=1e-4)
 
 
-def test_default_widths_are_half_the_neck_and_two_layers():
+def test_default_widths_are_3_8_of_the_neck_c_in_c_out_and_two_layers():
+    # the defaults chosen by quiet-machine latency (docs/necks.md)
     neck = MODELS.build(dict(type='OSAFPN', in_channels=[256, 512, 768, 1024],
                              out_channels=256, num_outs=5))
-    assert neck.mid_channels == neck.module_channels == 128
+    assert neck.mid_channels == neck.module_channels == 96
     assert neck.layers_per_module == 2
     for m in neck.top_down_modules:
-        assert m.aggregation.conv.in_channels == 256 + 2 * 128
-        assert [layer.conv.out_channels for layer in m.layers] == [128, 128]
+        assert m.aggregation.conv.in_channels == 2 * 96 + 2 * 96
+        assert [(layer.conv.in_channels, layer.conv.out_channels)
+                for layer in m.layers] == [(96, 96), (96, 96)]
+    pafpn = MODELS.build(dict(type='OSAPAFPN', in_channels=[256, 512],
+                              out_channels=256, num_outs=2))
+    assert pafpn.bottom_up == 'pan'
 
 
-def expected_params(in_channels, out, mid, m, n, ese=False, pafpn=False,
+@pytest.mark.parametrize('out,groups,mid', [(256, 32, 96), (128, 16, 48),
+                                            (128, 32, 32)])
+def test_mid_is_rounded_to_group_norm_groups(out, groups, mid):
+    gn = dict(type='GN', num_groups=groups)
+    neck = build('OSAPAFPN', out_channels=out, num_outs=4, norm_cfg=gn,
+                 bottom_up='osa')
+    assert neck.mid_channels == neck.module_channels == mid
+    assert all(m.num_channels % groups == 0 for m in neck.modules()
+               if isinstance(m, nn.GroupNorm))
+    with pytest.raises(ValueError, match='expand_ratio=0.1 leaves no'):
+        build('OSAFPN', out_channels=out, num_outs=4, norm_cfg=gn,
+              expand_ratio=0.1)
+
+
+def expected_params(in_channels, out, mid, m, n, ese=False, pafpn=None,
                     extra_in=(), repvgg=False):
     """Conv weights + norm affine (+ eSE fc weight and bias), by hand."""
     e = 2 * mid
@@ -232,28 +251,35 @@ def expected_params(in_channels, out, mid, m, n, ese=False, pafpn=False,
     total += (len(in_channels) - 1) * (out * e + 2 * e)  # top-down 1x1s
     total += len(in_channels) * module()
     total += sum(9 * c * out + 2 * out for c in extra_in)
-    if pafpn:
-        levels = len(in_channels) - 1
+    levels = len(in_channels) - 1
+    if pafpn == 'osa':
         # stride-2 3x3 and 1x1 parts of the fusion input, then a module
         total += levels * (9 * out * e + 2 * e + out * e + 2 * e + module())
+    elif pafpn == 'pan':
+        # PANet: stride-2 3x3 conv-norm, then a 3x3 conv-norm of the sum
+        total += levels * 2 * (9 * out * out + 2 * out)
     return total
 
 
-@pytest.mark.parametrize('neck_type', OSA_TYPES)
+@pytest.mark.parametrize('neck_type,bottom_up', [('OSAFPN', None),
+                                                 ('OSAPAFPN', 'osa'),
+                                                 ('OSAPAFPN', 'pan')])
 @pytest.mark.parametrize('ratio,m,n,ese,repvgg', [
     (0.5, 12, 1, False, False), (0.25, 8, 3, True, False),
     (0.5, 8, 2, False, True)])
-def test_params_match_hand_count(neck_type, ratio, m, n, ese, repvgg):
+def test_params_match_hand_count(neck_type, bottom_up, ratio, m, n, ese,
+                                 repvgg):
+    options = dict(bottom_up=bottom_up) if bottom_up else {}
     neck = build(neck_type, num_outs=6, add_extra_convs='on_input',
                  expand_ratio=ratio, module_channels=m, layers_per_module=n,
-                 use_ese=ese, repvgg=repvgg)
+                 use_ese=ese, repvgg=repvgg, **options)
     expected = expected_params(IN_CHANNELS, OUT, int(OUT * ratio), m, n,
-                               ese, pafpn=neck_type == 'OSAPAFPN',
+                               ese, pafpn=bottom_up,
                                extra_in=(IN_CHANNELS[-1], OUT),
                                repvgg=repvgg)
     assert num_params(neck) == expected
     n_ese = sum(isinstance(x, ChannelAttention) for x in neck.modules())
-    num_modules = 4 + 3 * (neck_type == 'OSAPAFPN')
+    num_modules = 4 + 3 * (bottom_up == 'osa')
     assert n_ese == (num_modules if ese else 0)
 
 
@@ -286,7 +312,8 @@ def test_pafpn_identity_carries_the_top_down_output_of_the_level():
     # zeroed bottom-up aggregations: N_i = ReLU(BN(0)) [+ P_i] = [P_i]
     inputs = feats()
     for identity in (False, True):
-        neck = build('OSAPAFPN', num_outs=4, identity=identity).eval()
+        neck = build('OSAPAFPN', num_outs=4, identity=identity,
+                     bottom_up='osa').eval()
         for module in neck.bottom_up_modules:
             nn.init.zeros_(module.aggregation.conv.weight)
         with torch.no_grad():
@@ -298,6 +325,31 @@ def test_pafpn_identity_carries_the_top_down_output_of_the_level():
             expected = top_down[i] if identity else torch.zeros_like(
                 top_down[i])
             assert torch.equal(outs[i], expected)
+
+
+def test_pan_bottom_up_is_panets_sum_then_3x3():
+    # bottom_up='pan': N_0 = P_0, N_i = conv_i(P_i + down_i(N_{i-1})), the
+    # convs 3x3 conv-norms without activation (mmdet's PAFPN)
+    torch.manual_seed(0)
+    neck = build('OSAPAFPN', num_outs=4).eval()
+    randomize_norms(neck)
+    assert not hasattr(neck, 'bottom_up_lateral_convs')
+    for conv in list(neck.downsample_convs) + list(neck.bottom_up_modules):
+        assert conv.conv.kernel_size == (3, 3) and not conv.with_activation
+        assert conv.conv.in_channels == conv.conv.out_channels == OUT
+    assert [c.conv.stride for c in neck.downsample_convs] == [(2, 2)] * 3
+    inputs = feats()
+    with torch.no_grad():
+        top_down = OSAFPN._fuse(neck, inputs)
+        outs = neck(inputs)
+        assert torch.equal(outs[0], top_down[0])
+        for i in range(1, 4):
+            down = neck.downsample_convs[i - 1](outs[i - 1])
+            expected = neck.bottom_up_modules[i - 1](top_down[i] + down)
+            assert torch.allclose(outs[i], expected, atol=1e-6)
+            assert not torch.allclose(outs[i], top_down[i])
+    with pytest.raises(ValueError, match="bottom_up='fpn' is not"):
+        build('OSAPAFPN', num_outs=4, bottom_up='fpn')
 
 
 def test_eSE_and_identity_change_the_output():
@@ -370,16 +422,19 @@ def test_osa_module_bypass_channels_reach_only_the_aggregation():
         OSAModule(8, 6, 10, 2, bypass_channels=8)
 
 
-@pytest.mark.parametrize('neck_type', OSA_TYPES)
-def test_repvgg_layers_fold_exactly(neck_type):
+@pytest.mark.parametrize('neck_type,options', [
+    ('OSAFPN', {}), ('OSAPAFPN', dict(bottom_up='osa')), ('OSAPAFPN', {})])
+def test_repvgg_layers_fold_exactly(neck_type, options):
     torch.manual_seed(0)
-    neck = build(neck_type, num_outs=5, repvgg=True, identity=True)
+    neck = build(neck_type, num_outs=5, repvgg=True, identity=True,
+                 **options)
     # trains (in-place sums on BN outputs keep autograd intact)
     sum(o.mean() for o in neck.train()(feats())).backward()
     randomize_norms(neck)
     neck.eval()
     blocks = [m for m in neck.modules() if isinstance(m, RepVGGBlock)]
-    assert len(blocks) == 2 * (4 + 3 * (neck_type == 'OSAPAFPN'))
+    # two layers per OSA module: 4 top-down, 3 bottom-up with 'osa'
+    assert len(blocks) == 2 * (4 + 3 * (options.get('bottom_up') == 'osa'))
     # c_in = c_out = mid: every layer has its identity branch
     assert all(b.branch_identity is not None for b in blocks)
     inputs = feats()
@@ -399,7 +454,7 @@ def test_repvgg_layers_fold_exactly(neck_type):
     # a neck built with deploy=True loads the folded weights (the
     # re-parameterised checkpoint) and computes the same
     deployed = build(neck_type, num_outs=5, repvgg=True, identity=True,
-                     deploy=True).eval()
+                     deploy=True, **options).eval()
     deployed.load_state_dict(state)
     with torch.no_grad():
         assert max_relative_difference(before, deployed(inputs)) < 1e-5
