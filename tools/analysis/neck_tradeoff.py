@@ -7,6 +7,7 @@ python tools/analysis/neck_tradeoff.py --learning RUNS.json [...]
     [--out docs/results/necks --name tradeoff]
 """
 import argparse
+import os
 import os.path as osp
 
 from vovdet.analysis.learning import load_results
@@ -34,6 +35,7 @@ def main(argv=None):
     table = format_tradeoff_table(points, args.metric)
     print(table)
     if args.out:
+        os.makedirs(args.out, exist_ok=True)
         with open(osp.join(args.out, f'{args.name}.md'), 'w') as f:
             f.write(table + '\n')
         plot_tradeoff(points, osp.join(args.out, f'{args.name}.png'),

@@ -45,10 +45,20 @@ LATENCY_ROWS = {
     ('v2_19slim_192_gn16', 'OSA-FPN lite'),
     'vovnet19slim_osafpnrep_maskrcnn_shapes_ablation':
     ('v2_19slim_192_bn_inference', 'OSA-FPN rep'),
+    # A variant trained with --cfg-options is keyed by the config's name and
+    # its options (learning.run_label). These are the defaults before issue
+    # 14's second redesign (half-width CSP parts; CSP-OSA bottom-up fusions)
+    # and that OSA-PAFPN with the shortcut.
+    'vovnet19slim_osafpn_maskrcnn_shapes_ablation '
+    'model.neck.expand_ratio=0.5': ('v2_19slim_192_gn16', 'OSA-FPN e=0.5'),
+    'vovnet19slim_osapafpn_maskrcnn_shapes_ablation '
+    'model.neck.expand_ratio=0.5 model.neck.bottom_up=osa':
+    ('v2_19slim_192_gn16', 'OSA-PAFPN e=0.5 osa'),
+    'vovnet19slim_osapafpn_maskrcnn_shapes_ablation '
+    'model.neck.expand_ratio=0.5 model.neck.bottom_up=osa '
+    'model.neck.identity=True':
+    ('v2_19slim_192_gn16', 'OSA-PAFPN e=0.5 osa identity'),
 }
-# A variant trained with --cfg-options is keyed by the config's name and
-# its options (learning.run_label), e.g. 'vovnet19slim_osapafpn_maskrcnn_
-# shapes_ablation model.neck.identity=True'.
 
 
 def final_metrics(work_dir: str) -> Dict[str, float]:
