@@ -34,10 +34,11 @@ practice:
 
 The defaults (``expand_ratio=0.375``: 3/8 of the neck width per CSP part;
 ``module_channels`` = that part, so c_in = c_out; ``layers_per_module=2``;
-OSA-PAFPN's ``bottom_up='pan'``) were chosen by measurement: paired CPU latency, on a
-quiet machine, at most 1.10x mmdet's FPN's / PAFPN's at 800x1333 on
-VoVNet-39 features and at the demo's 192 px on V2-19-slim features, and
-the shapes ablation's accuracy; ``docs/necks.md`` has the measurements.
+OSA-PAFPN's ``bottom_up='pan'``) were chosen by measurement: paired CPU
+latency, on a quiet machine, at most 1.10x mmdet's FPN's / PAFPN's at
+800x1333 on VoVNet-39 features and at the demo's 192 px on V2-19-slim
+features, and the shapes ablation's accuracy; ``docs/necks.md`` has the
+measurements.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -111,7 +112,8 @@ class OSAFPN(BaseModule):
         identity (bool): Add the fused input that already has
             ``out_channels`` to each fused output: the upsampled coarser
             output on the top-down path, the level's top-down output on
-            OSA-PAFPN's bottom-up path (VoVNetV2's identity mapping). The top
+            OSA-PAFPN's ``bottom_up='osa'`` path (VoVNetV2's identity
+            mapping; the ``'pan'`` path's sum carries it already). The top
             level has no such input and no shortcut. Defaults to False.
         depthwise (bool): Make every 3x3 conv of the neck depthwise-separable
             (a depthwise 3x3 without norm, then a pointwise 1x1-norm-act), the
