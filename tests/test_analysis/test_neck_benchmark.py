@@ -113,7 +113,8 @@ def test_inference_form_counts_fold_the_repvgg_layers():
 
 
 def test_sweep_trades_width_and_depth_for_flops():
-    rows = sweep_osa_settings(V39_800, (64, 128), (1, 2, 3))
+    rows = sweep_osa_settings(V39_800, (64, 128), (1, 2, 3),
+                              expand_ratio=0.5)
     fpn, by_name = rows[0], {row.name: row for row in rows[1:]}
     assert fpn.name == 'FPN' and all(r.reference == 'FPN' for r in rows)
     ratio = {k: r.flops_ratio for k, r in by_name.items()}
@@ -122,6 +123,9 @@ def test_sweep_trades_width_and_depth_for_flops():
     paths = sweep_osa_settings(V39_800, (64, ), (1, ),
                                neck_type='OSAPAFPN')
     assert [r.name for r in paths] == ['PAFPN', 'm=64 n=1']
+    # without expand_ratio the neck's default (0.375: mid = 96)
+    default = sweep_osa_settings(V39_800, (96, ), (2, ))[1]
+    assert default.flops == osafpn_flops(V39_800, 256, 96, 96, 2)
 
 
 def test_side_by_side_timing_and_paired_ratios():

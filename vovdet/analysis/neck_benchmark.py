@@ -345,7 +345,8 @@ def sweep_osa_settings(shapes: Sequence[Shape],
                        num_outs: int = 5,
                        norm_cfg: Optional[dict] = GN32,
                        neck_type: str = 'OSAFPN',
-                       expand_ratio: float = 0.5) -> List[NeckCost]:
+                       expand_ratio: Optional[float] = None
+                       ) -> List[NeckCost]:
     """Counts of an OSA neck over a grid of module settings, with its
     reference (``FPN`` or ``PAFPN``) first.
 
@@ -357,7 +358,8 @@ def sweep_osa_settings(shapes: Sequence[Shape],
         num_outs (int): Output levels. Defaults to 5.
         norm_cfg (dict, optional): Norm config. Defaults to GN(32).
         neck_type (str): ``'OSAFPN'`` or ``'OSAPAFPN'``.
-        expand_ratio (float): The necks' ``expand_ratio``. Defaults to 0.5.
+        expand_ratio (float, optional): The necks' ``expand_ratio``.
+            Defaults to None: the neck's default.
 
     Returns:
         list[NeckCost]: The reference first, then one row per
@@ -371,8 +373,9 @@ def sweep_osa_settings(shapes: Sequence[Shape],
     for m in module_channels:
         for n in layers_per_module:
             cfg = dict(type=neck_type, module_channels=m,
-                       layers_per_module=n, expand_ratio=expand_ratio,
-                       **common)
+                       layers_per_module=n, **common)
+            if expand_ratio is not None:
+                cfg['expand_ratio'] = expand_ratio
             rows.append(count_neck(cfg, shapes, f'm={m} n={n}'))
     return set_references(rows)
 
