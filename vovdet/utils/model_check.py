@@ -189,7 +189,9 @@ def check_neck_channels(model: nn.Module, model_cfg: ConfigDict) -> None:
         'model.backbone.out_indices)')
 
 
-def _is_group_norm_cfg(node: dict) -> bool:
+def is_group_norm_cfg(node: dict) -> bool:
+    """Whether a norm config builds a GroupNorm (``'GN'`` or
+    ``'GroupNorm'``) with its ``num_groups``."""
     return node.get('type') in ('GN', 'GroupNorm') and 'num_groups' in node
 
 
@@ -223,7 +225,7 @@ def explain_group_norm_error(model_cfg: ConfigDict,
     relaxed = copy.deepcopy(model_cfg)
     groups = {}  # module prefix -> (config key, num_groups)
     for path, node in _walk(relaxed, 'model'):
-        if _is_group_norm_cfg(node):
+        if is_group_norm_cfg(node):
             owner = path.rsplit('.', 1)[0]
             groups.setdefault(owner[len('model.'):] if owner != 'model'
                               else '', (f'{path}.num_groups',

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from ..layers.osa import OSAModule, osa_conv3x3
 from ..layers.repvgg_block import fuse_repvgg_blocks
+from ...utils.model_check import is_group_norm_cfg
 
 EXTRA_CONV_SOURCES = ('on_input', 'on_lateral', 'on_output')
 
@@ -215,8 +216,7 @@ class OSAFPN(BaseModule):
         if layers_per_module < 1:
             raise ValueError(f'layers_per_module must be >= 1, got '
                              f'{layers_per_module}')
-        groups = (norm_cfg.get('num_groups', 1)
-                  if norm_cfg.get('type') == 'GN' else 1)
+        groups = norm_cfg['num_groups'] if is_group_norm_cfg(norm_cfg) else 1
         self.mid_channels = int(out_channels * expand_ratio) // groups * groups
         if self.mid_channels < 1:
             raise ValueError(
