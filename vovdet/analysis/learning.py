@@ -319,7 +319,7 @@ def run_label(result: Dict) -> str:
                     [f'{key}={value}' for key, value in options.items()])
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     mean = sum(values) / len(values)
     if len(values) < 2:
@@ -358,16 +358,16 @@ def summarize(results: Sequence[Dict]) -> List[Dict]:
                 iters=runs[0]['iters'],
                 batch_size=runs[0]['batch_size'],
                 ap50={
-                    k: _mean_std([r['ap50'][k] for r in runs])
+                    k: mean_std([r['ap50'][k] for r in runs])
                     for k in metrics
                 },
                 coco_ap={
-                    k: _mean_std([r['coco_ap'][k] for r in runs])
+                    k: mean_std([r['coco_ap'][k] for r in runs])
                     for k in coco
                 },
                 per_seed={k: [r['ap50'][k] for r in runs]
                           for k in metrics},
-                last_loss=_mean_std([r['losses']['loss'][1] for r in runs]),
+                last_loss=mean_std([r['losses']['loss'][1] for r in runs]),
                 minutes=sum(r['minutes'] for r in runs) / len(runs)))
     return rows
 
@@ -525,7 +525,7 @@ def format_val_curves(results: Sequence[Dict], metric: str) -> str:
         series = [dict(r.get('val_curves', {}).get(metric, [])) for r in runs]
         common = sorted(set.intersection(*[set(c) for c in series]))
         rows[label] = {
-            step: (_mean_std([c[step] for c in series]), len(series))
+            step: (mean_std([c[step] for c in series]), len(series))
             for step in common
         }
     steps = sorted({s for row in rows.values() for s in row})

@@ -210,7 +210,7 @@ def tradeoff_points(results: Sequence[Dict],
         KeyError: A config with no latency row, or a row missing from its
             table; the message names both and the fix.
     """
-    from vovdet.analysis.learning import _mean_std, run_label
+    from vovdet.analysis.learning import mean_std, run_label
     rows = LATENCY_ROWS if rows is None else rows
     groups: Dict[str, List[Dict]] = {}
     for r in results:
@@ -235,7 +235,7 @@ def tradeoff_points(results: Sequence[Dict],
                 f'that variant (docs/necks.md)')
         row = tables[table][row_name]
         values = [r['coco_ap'][metric] for r in runs]
-        mean, std = _mean_std(values)
+        mean, std = mean_std(values)
         points.append(
             dict(config=name, neck=row_name,
                  seeds=[r.get('seed') for r in runs], mean=mean, std=std,
