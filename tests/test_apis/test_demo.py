@@ -6,12 +6,14 @@ import os.path as osp
 import mmcv
 import numpy as np
 import torch
+from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import Config
 
 from tests.helpers import ROOT, tiny_demo_data
 from vovdet.analysis.demo_report import (class_duplicates,
                                          count_class_duplicates,
-                                         plot_loss_and_ap)
+                                         plot_loss_and_ap,
+                                         suppress_class_duplicates)
 from vovdet.analysis.learning import logged_metrics
 from vovdet.apis.demo import (DEMO_CONFIG, DEMO_ITERS, run_demo,
                                schedule_overrides)
@@ -57,9 +59,52 @@ def test_count_class_duplicates_sums_over_images():
                                      scores=torch.zeros(0),
                                      labels=torch.zeros(0, dtype=int)))
     assert count_class_duplicates([image, empty, image]) == dict(
-        detections=6, class_duplicates=2)
+        detections=6, class_duplicates=2, one_label=4)
     assert count_class_duplicates([image], score_thr=0.75) == dict(
-        detections=2, class_duplicates=1)
+        detections=2, class_duplicates=1, one_label=1)
+
+
+def test_suppress_class_duplicates_keeps_one_label_per_object():
+    # B (ellipse) boxes A's object under A (rectangle): dropped
+    assert suppress_class_duplicates(BOXES, SCORES, LABELS).tolist() == [
+        True, False, True]
+    # whatever the input order
+    assert suppress_class_duplicates(BOXES.flip(0), SCORES.flip(0),
+                                     LABELS.flip(0)).tolist() == [
+                                         True, False, True]
+    # the same class is NMS's business: kept
+    assert suppress_class_duplicates(BOXES, SCORES,
+                                     torch.tensor([0, 0, 2])).all()
+    # greedy, as NMS: a box dropped by A drops nothing itself. D overlaps
+    # B (IoU 0.6) but not A (IoU 0.29), so D stays
+    chain = torch.tensor([[0., 0., 10., 10.], [3., 0., 13., 10.],
+                          [5.5, 0., 15.5, 10.]])
+    assert suppress_class_duplicates(chain, SCORES, LABELS).tolist() == [
+        True, False, True]
+    # ... while counting, D is a duplicate of B
+    assert class_duplicates(chain, SCORES, LABELS) == 2
+    assert suppress_class_duplicates(np.zeros((0, 4)), np.zeros(0),
+                                     np.zeros(0, int)).shape == (0, )
+
+
+def test_after_suppression_no_class_duplicate_is_left():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        corners = torch.rand(30, 2, generator=generator) * 50
+        sizes = torch.rand(30, 2, generator=generator) * 20 + 5
+        bboxes = torch.cat([corners, corners + sizes], dim=1)
+        scores = torch.rand(30, generator=generator)
+        labels = torch.randint(0, 4, (30, ), generator=generator)
+        keep = suppress_class_duplicates(bboxes, scores, labels)
+        assert class_duplicates(bboxes[keep], scores[keep], labels[keep],
+                                score_thr=0) == 0
+        # every box dropped had a kept, higher-scoring box of another class
+        # on its object
+        iou = bbox_overlaps(bboxes[~keep], bboxes[keep])
+        covered = ((iou >= 0.5) &
+                   (labels[~keep][:, None] != labels[keep][None]) &
+                   (scores[~keep][:, None] <= scores[keep][None]))
+        assert covered.any(dim=1).all()
 
 
 def test_plot_loss_and_ap_without_validations_or_losses(tmp_path):
@@ -112,8 +157,13 @@ def test_demo_validates_tests_and_draws(tmp_path, monkeypatch, capsys):
     duplicates = result['demo/class_duplicates']
     assert isinstance(duplicates, int)
     assert 0 <= duplicates <= max(result['demo/detections'] - 1, 0)
+    # drawn with one label per object: only class duplicates are left out
+    assert (result['demo/detections'] - duplicates <=
+            result['demo/drawn_detections'] <= result['demo/detections'])
     out = capsys.readouterr().out
     assert f'class duplicates: {duplicates} of the' in out
+    assert ('one label per object, as drawn, leaves '
+            f"{result['demo/drawn_detections']}") in out
     assert result['demo/curves_png'] in out
     assert result['demo/gt_vs_pred_png'] in out
 
@@ -132,7 +182,10 @@ def test_demo_schedule_overrides_scale_the_config_schedule():
 
 
 def test_demo_without_validation(tmp_path, monkeypatch):
-    result = tiny_demo(tmp_path, monkeypatch, '--val-interval', '0')
+    result = tiny_demo(tmp_path, monkeypatch, '--val-interval', '0',
+                       '--score-thr', '0.05', '--draw-class-duplicates')
+    # every prediction above the threshold drawn
+    assert result['demo/drawn_detections'] == result['demo/detections']
     assert result['demo/val_ap50'] == {}
     assert 'coco/bbox_mAP_50' in result
     # not even at the last iteration, where mmengine always validates

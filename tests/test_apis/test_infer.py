@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 
 from tests.test_deploy.test_reparameterize import (
     run_tool, save_trained_like_checkpoint, shapes_repvgg_config)
+from vovdet.analysis.demo_report import class_duplicates
 from vovdet.apis.common import run_cli
 from vovdet.apis.infer import (InferenceInputError, build_inferencer,
                                collect_inputs)
@@ -177,3 +179,29 @@ def test_deploy_of_a_model_without_branches_or_bn_is_the_model(capsys):
     assert '[infer] inference form: no branches to fuse, 0 BatchNorm ' \
         'folded into convs, max relative output change 0.0e+00' in \
         capsys.readouterr().out
+
+
+def test_infer_agnostic_nms_keeps_one_label_per_object(repvgg_run):
+    # the untrained head's 100 best boxes: several classes on one box
+    cfg = Config.fromfile(repvgg_run['config'])
+    cfg.model.test_cfg.rcnn.max_per_img = 100
+    config = str(repvgg_run['tmp'] / 'repvgg_100_per_image.py')
+    cfg.dump(config)
+    trained = build_inferencer(config, repvgg_run['ckpt'], device='cpu')
+    every = predict(trained, repvgg_run['image'], 0.0).pred_instances
+    one = predict(trained, repvgg_run['image'], 0.0,
+                  agnostic_nms=True).pred_instances
+    duplicates = class_duplicates(every.bboxes, every.scores, every.labels,
+                                  score_thr=0.0)
+    assert duplicates > 0
+    assert class_duplicates(one.bboxes, one.scores, one.labels,
+                            score_thr=0.0) == 0
+    assert len(every) - duplicates <= len(one) < len(every)
+    # the CLI flag writes what predict() keeps
+    out = repvgg_run['tmp'] / 'agnostic'
+    infer_main([config, repvgg_run['image'], '--weights',
+                repvgg_run['ckpt'], '--out-dir', str(out), '--score-thr',
+                '0', '--device', 'cpu', '--agnostic-nms'])
+    written = load_json(out / 'preds' / 'single.json')
+    assert written['labels'] == one.labels.tolist()
+    torch.testing.assert_close(torch.tensor(written['scores']), one.scores)

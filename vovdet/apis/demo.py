@@ -104,7 +104,10 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
     mmdet's ``DumpDetResults``), ``loss_ap50.png`` (training loss and the
     held-out AP50 of each validation against the iteration) and
     ``gt_vs_pred.png`` (ground truth | predictions scoring at least
-    ``--score-thr`` on the first 6 held-out images).
+    ``--score-thr`` on the first 6 held-out images, each object once with
+    the model's best guess at its class, unless
+    ``--draw-class-duplicates``; the metrics are those of the model's own
+    per-class output).
 
     Returns:
         dict: The test metrics (``coco/bbox_mAP_50`` etc.) and
@@ -112,7 +115,10 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
         validations), ``demo/detections`` (test predictions scoring at
         least ``--score-thr``), ``demo/class_duplicates`` (how many of them
         overlap a higher-scoring one of another class,
-        :func:`vovdet.analysis.demo_report.class_duplicates`),
+        :func:`vovdet.analysis.demo_report.class_duplicates`; the pictures
+        leave them out), ``demo/drawn_detections`` (how many of the
+        predictions scoring at least ``--score-thr`` would be drawn, over
+        all held-out images),
         ``demo/curves_png`` and ``demo/gt_vs_pred_png``.
     """
     from mmengine.config import Config
@@ -143,6 +149,11 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
         '--score-thr', type=float, default=0.3,
         help='draw, and count class duplicates among, the test predictions '
         'scoring at least this (default 0.3)')
+    parser.add_argument(
+        '--draw-class-duplicates', action='store_true',
+        help='draw every prediction above --score-thr, also those that box '
+        'an object a higher-scoring prediction of another class already '
+        'boxes (default: one label per object)')
     parser.add_argument(
         '--cfg-options', nargs='+', default=[],
         help='extra overrides passed to train and test')
@@ -191,6 +202,8 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
     ])
     predictions = load(predictions_file)
     counts = count_class_duplicates(predictions, args.score_thr)
+    one_label = not args.draw_class_duplicates
+    drawn_detections = counts['one_label' if one_label else 'detections']
     val_ap50 = {
         key: points
         for key, points in logged_metrics(runner.log_dir).items()
@@ -204,14 +217,18 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
                                     osp.basename(args.config)))
     gt_vs_pred_png = osp.join(args.work_dir, 'gt_vs_pred.png')
     drawn = draw_gt_vs_pred(used.test_dataloader.dataset, predictions,
-                            gt_vs_pred_png, score_thr=args.score_thr)
+                            gt_vs_pred_png, score_thr=args.score_thr,
+                            one_label_per_object=one_label)
     minutes = (time.time() - start) / 60
     print(f'\n[demo] held-out COCO metrics of {checkpoint} '
           f'(total {minutes:.1f} min):\n{format_metrics(metrics)}\n'
           f"[demo] class duplicates: {counts['class_duplicates']} of the "
           f"{counts['detections']} held-out predictions scoring >= "
           f'{args.score_thr} overlap (IoU >= {CLASS_DUPLICATE_IOU}) a '
-          'higher-scoring one of another class\n'
+          'higher-scoring one of another class in the per-class output '
+          'that the metrics score; '
+          + (f"one label per object, as drawn, leaves {counts['one_label']}"
+             if one_label else 'drawn too (--draw-class-duplicates)') + '\n'
           f'[demo] training loss and held-out AP50 curves: {curves_png}\n'
           f'[demo] ground truth | predictions (score >= {args.score_thr}) '
           f'on {len(drawn)} held-out images: {gt_vs_pred_png}',
@@ -220,5 +237,6 @@ def run_demo(argv: Optional[List[str]] = None) -> Dict:
                 **{'demo/val_ap50': val_ap50,
                    'demo/detections': counts['detections'],
                    'demo/class_duplicates': counts['class_duplicates'],
+                   'demo/drawn_detections': drawn_detections,
                    'demo/curves_png': curves_png,
                    'demo/gt_vs_pred_png': gt_vs_pred_png})

@@ -11,7 +11,9 @@ For each input ``NAME.EXT`` it writes ``OUT_DIR/vis/NAME.EXT`` (the image
 with boxes, masks, class names and scores; ``NAME.mp4`` for a video) and
 ``OUT_DIR/preds/NAME.json`` (mmdet's prediction dict, plus the class names;
 one per frame for a video). Predictions below ``--score-thr`` are neither
-drawn nor written.
+drawn nor written; with ``--agnostic-nms`` neither are those that box an
+object a higher-scoring prediction of another class already boxes (one
+label per object, :func:`vovdet.analysis.demo_report.suppress_class_duplicates`).
 """
 import argparse
 import json
@@ -27,6 +29,7 @@ from mmdet.apis import DetInferencer
 from mmdet.registry import DATASETS
 from mmdet.structures import DetDataSample
 
+from vovdet.analysis.demo_report import suppress_class_duplicates
 from vovdet.utils.model_index import find_model
 
 from .common import parse
@@ -157,7 +160,7 @@ def build_inferencer(model: str,
 
 
 def predict(inferencer: DetInferencer, image: Union[str, np.ndarray],
-            score_thr: float) -> DetDataSample:
+            score_thr: float, agnostic_nms: bool = False) -> DetDataSample:
     """One image's predictions, those below ``score_thr`` dropped.
 
     Args:
@@ -165,14 +168,21 @@ def predict(inferencer: DetInferencer, image: Union[str, np.ndarray],
         image (str or ndarray): A path, or a BGR ``uint8`` array (a video
             frame as OpenCV reads it).
         score_thr (float): Minimum score kept.
+        agnostic_nms (bool): Also drop the predictions that overlap (IoU
+            >= 0.5) a higher-scoring one of another class: class-agnostic
+            NMS after the detector's per-class NMS.
 
     Returns:
         DetDataSample: The prediction, in the image's pixel coordinates.
     """
     [sample] = inferencer(image, return_datasamples=True,
                           no_save_vis=True, no_save_pred=True)['predictions']
-    keep = sample.pred_instances.scores >= score_thr
-    sample.pred_instances = sample.pred_instances[keep]
+    pred = sample.pred_instances
+    keep = pred.scores >= score_thr
+    if agnostic_nms:
+        keep &= suppress_class_duplicates(pred.bboxes, pred.scores,
+                                          pred.labels).to(keep.device)
+    sample.pred_instances = pred[keep]
     return sample
 
 
@@ -200,7 +210,7 @@ def prediction_dict(inferencer: DetInferencer,
 
 
 def infer_video(inferencer: DetInferencer, path: str, vis_path: str,
-                score_thr: float) -> Dict:
+                score_thr: float, agnostic_nms: bool = False) -> Dict:
     """Predict and draw every frame; write an mp4 of the drawn frames.
 
     Returns:
@@ -217,7 +227,7 @@ def infer_video(inferencer: DetInferencer, path: str, vis_path: str,
     try:
         ok, frame = capture.read()
         while ok:
-            sample = predict(inferencer, frame, score_thr)
+            sample = predict(inferencer, frame, score_thr, agnostic_nms)
             drawn = draw(inferencer, frame[:, :, ::-1], sample)[:, :, ::-1]
             if writer is None:
                 height, width = drawn.shape[:2]
@@ -246,7 +256,8 @@ def infer(model: str,
           weights: Optional[str] = None,
           score_thr: float = 0.3,
           device: Optional[str] = None,
-          deploy: bool = False) -> List[Dict]:
+          deploy: bool = False,
+          agnostic_nms: bool = False) -> List[Dict]:
     """Run a detector on images, folders and videos; write pictures + JSON.
 
     Args:
@@ -258,6 +269,7 @@ def infer(model: str,
             written.
         device (str, optional): Torch device.
         deploy (bool): Inference form (see :func:`build_inferencer`).
+        agnostic_nms (bool): One label per object (see :func:`predict`).
 
     Returns:
         list[dict]: Per input: ``input``, ``kind``, ``vis`` and ``pred``
@@ -274,11 +286,12 @@ def infer(model: str,
         pred_path = osp.join(out_dir, 'preds', f'{name}.json')
         if kind == 'video':
             vis_path = osp.join(out_dir, 'vis', f'{name}.mp4')
-            result = infer_video(inferencer, path, vis_path, score_thr)
+            result = infer_video(inferencer, path, vis_path, score_thr,
+                                 agnostic_nms)
             count = sum(len(f.get('labels', [])) for f in result['frames'])
         else:
             vis_path = osp.join(out_dir, 'vis', f'{name}{ext}')
-            sample = predict(inferencer, path, score_thr)
+            sample = predict(inferencer, path, score_thr, agnostic_nms)
             image = mmcv.imread(path, channel_order='rgb')
             mmcv.imwrite(draw(inferencer, image, sample)[:, :, ::-1],
                          vis_path)
@@ -318,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         '--deploy', action='store_true', help='run the inference form '
         '(RepVGG branches fused, BatchNorms folded into convs; '
         'vovdet.deploy)')
+    parser.add_argument(
+        '--agnostic-nms', action='store_true',
+        help='one label per object: also drop the predictions that overlap '
+        '(IoU >= 0.5) a higher-scoring one of another class (class-agnostic '
+        "NMS after the detector's per-class NMS; COCO AP is measured "
+        'without it)')
     return parser
 
 
@@ -325,4 +344,4 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     """Run ``tools/infer.py``; returns what :func:`infer` returns."""
     args = parse(build_parser(), argv)
     return infer(args.model, args.inputs, args.out_dir, args.weights,
-                 args.score_thr, args.device, args.deploy)
+                 args.score_thr, args.device, args.deploy, args.agnostic_nms)
