@@ -16,9 +16,9 @@ DEMO_CONFIG = 'configs/vovnet19slim_maskrcnn_shapes.py'
 VAL_INTERVAL = 200
 # The demo trains 1,300 iterations, not the config's 600: on the 2-core CPU
 # that fits the 15 minutes the demo may take (measured 2026-12-07 on a 2-vCPU
-# EPYC host with SparseRoIAlign: 12.5 min in all, bbox AP50 0.822, README;
-# with mmcv's single-threaded RoIAlign 1,000 iterations took 11.9 min and
-# reached 0.700). One seed-0 run each.
+# EPYC host with SparseRoIAlign: 12.0 and 12.5 min in all in two runs, bbox
+# AP50 0.822 in both, README; with mmcv's single-threaded RoIAlign 1,000
+# iterations took 11.9 min and reached 0.700). Seed 0.
 DEMO_ITERS = 1300
 # The demo's data set; tests use smaller ones.
 DEMO_DATA = dict(num_train=600, num_val=100, image_size=192, min_objects=1,
