@@ -22,6 +22,7 @@ import copy
 import json
 import os
 import os.path as osp
+import textwrap
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -472,7 +473,18 @@ def plot_ap50(rows: Sequence[Dict], path: str,
 
     metric = metric or next(iter(rows[0]['ap50']))
     rows = [r for r in rows if metric in r['ap50']]
-    fig, ax = plt.subplots(figsize=(11, 0.4 * len(rows) + 1.3))
+    labels = [_short_label(r) for r in rows]
+    # drop the file-name prefix every row shares ('vovnet19slim_'); a label
+    # with several options goes on several lines, so none is cut off
+    common = osp.commonprefix(labels)
+    common = common[:common.rfind('_') + 1]
+    labels = [
+        textwrap.fill(label[len(common):], width=48,
+                      break_long_words=False) for label in labels
+    ]
+    lines = max(label.count('\n') + 1 for label in labels)
+    fig, ax = plt.subplots(
+        figsize=(11, (0.25 + 0.15 * lines) * len(rows) + 1.3))
     ys = list(range(len(rows)))[::-1]
     for y, r in zip(ys, rows):
         mean, std = r['ap50'][metric]
@@ -483,13 +495,10 @@ def plot_ap50(rows: Sequence[Dict], path: str,
                     f"{'s' if len(seeds) > 1 else ''})",
                     (max([mean + std] + seeds), y), xytext=(4, -3),
                     textcoords='offset points', fontsize=7)
-    labels = [_short_label(r) for r in rows]
-    # drop the file-name prefix every row shares ('vovnet19slim_')
-    common = osp.commonprefix(labels)
-    common = common[:common.rfind('_') + 1]
     ax.set_yticks(ys)
-    ax.set_yticklabels([label[len(common):] for label in labels], fontsize=7)
-    ax.set_xlim(0, 1.25 * max(max(r['per_seed'][metric]) for r in rows))
+    ax.set_yticklabels(labels, fontsize=7)
+    # room right of the longest bar for its 'mean ± std (n seeds)'
+    ax.set_xlim(0, 1.35 * max(max(r['per_seed'][metric]) for r in rows))
     ax.set_xlabel(f'{metric} (bar: mean, whisker: std over seeds, dots: '
                   'seeds)')
     ax.set_title(title)
