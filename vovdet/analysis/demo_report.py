@@ -26,13 +26,34 @@ The predictions are the test step's ``--out`` file (mmdet's
 import os
 import os.path as osp
 import warnings
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 # IoU from which two predictions box the same object (class_duplicates)
 CLASS_DUPLICATE_IOU = 0.5
+
+
+def _ranked_conflicts(bboxes, scores, labels, iou_thr: float,
+                      score_thr: Optional[float] = None):
+    """The boxes scoring at least ``score_thr`` (all if None) ranked by
+    descending score (ties in input order) and, in that order, which pairs
+    are of different classes and overlap with IoU at least ``iou_thr``:
+    the ``(n, )`` ranking (indices into those boxes) and the ``(n, n)``
+    bool matrix. On the CPU whatever the inputs' device."""
+    from mmdet.structures.bbox import bbox_overlaps
+
+    scores = torch.as_tensor(scores, dtype=torch.float32).cpu()
+    bboxes = torch.as_tensor(bboxes, dtype=torch.float32).cpu()
+    labels = torch.as_tensor(labels).cpu()
+    if score_thr is not None:
+        shown = scores >= score_thr
+        scores, bboxes, labels = scores[shown], bboxes[shown], labels[shown]
+    order = torch.argsort(scores, descending=True, stable=True)
+    bboxes, labels = bboxes[order], labels[order]
+    return order, ((bbox_overlaps(bboxes, bboxes) >= iou_thr) &
+                   (labels[:, None] != labels[None, :]))
 
 
 def class_duplicates(bboxes, scores, labels, score_thr: float = 0.3,
@@ -55,18 +76,10 @@ def class_duplicates(bboxes, scores, labels, score_thr: float = 0.3,
     Returns:
         int: The number of duplicates (0 .. boxes above ``score_thr`` - 1).
     """
-    from mmdet.structures.bbox import bbox_overlaps
-
-    scores = torch.as_tensor(scores, dtype=torch.float32)
-    keep = scores >= score_thr
-    order = torch.argsort(scores[keep], descending=True, stable=True)
-    bboxes = torch.as_tensor(bboxes, dtype=torch.float32)[keep][order]
-    labels = torch.as_tensor(labels)[keep][order]
-    overlap = bbox_overlaps(bboxes, bboxes) >= iou_thr
-    other_class = labels[:, None] != labels[None, :]
+    _, conflicts = _ranked_conflicts(bboxes, scores, labels, iou_thr,
+                                     score_thr)
     # row i, column j < i: box j ranks above box i
-    ranked_above = torch.ones_like(overlap).tril(-1)
-    return int((overlap & other_class & ranked_above).any(dim=1).sum())
+    return int(conflicts.tril(-1).any(dim=1).sum())
 
 
 def suppress_class_duplicates(bboxes, scores, labels,
@@ -88,26 +101,26 @@ def suppress_class_duplicates(bboxes, scores, labels,
         iou_thr (float): Overlap from which two boxes box the same object.
 
     Returns:
-        Tensor: ``(n, )`` bool, True for the boxes kept, in input order.
+        Tensor: ``(n, )`` bool on the CPU, True for the boxes kept, in
+        input order.
     """
-    from mmdet.structures.bbox import bbox_overlaps
-
-    scores = torch.as_tensor(scores, dtype=torch.float32)
-    order = torch.argsort(scores, descending=True, stable=True)
-    bboxes = torch.as_tensor(bboxes, dtype=torch.float32)[order]
-    labels = torch.as_tensor(labels)[order]
-    suppresses = ((bbox_overlaps(bboxes, bboxes) >= iou_thr) &
-                  (labels[:, None] != labels[None, :]))
-    kept = torch.zeros(len(order), dtype=torch.bool)
-    dropped = torch.zeros(len(order), dtype=torch.bool)
-    for i in range(len(order)):
-        if dropped[i]:
-            continue
-        kept[i] = True
-        dropped |= suppresses[i]
-    keep = torch.zeros_like(kept)
-    keep[order] = kept
+    order, conflicts = _ranked_conflicts(bboxes, scores, labels, iou_thr)
+    keep = torch.zeros(len(order), dtype=torch.bool)
+    keep[order] = _greedy_keep(conflicts)
     return keep
+
+
+def _greedy_keep(conflicts):
+    """Greedy over ranked boxes: keep a box unless a kept box above it
+    conflicts with it. ``conflicts`` as :func:`_ranked_conflicts` returns;
+    the result is in the same (ranked) order."""
+    kept = torch.zeros(len(conflicts), dtype=torch.bool)
+    dropped = torch.zeros(len(conflicts), dtype=torch.bool)
+    for i in range(len(conflicts)):
+        if not dropped[i]:
+            kept[i] = True
+            dropped |= conflicts[i]
+    return kept
 
 
 def count_class_duplicates(
@@ -130,12 +143,13 @@ def count_class_duplicates(
     detections = duplicates = one_label = 0
     for record in predictions:
         pred = record['pred_instances']
-        shown = torch.as_tensor(pred['scores']) >= score_thr
-        detections += int(shown.sum())
-        duplicates += class_duplicates(pred['bboxes'], pred['scores'],
-                                       pred['labels'], score_thr, iou_thr)
-        one_label += int((shown & suppress_class_duplicates(
-            pred['bboxes'], pred['scores'], pred['labels'], iou_thr)).sum())
+        # boxes below the threshold rank below every shown box, so leaving
+        # them out changes neither count
+        _, conflicts = _ranked_conflicts(pred['bboxes'], pred['scores'],
+                                         pred['labels'], iou_thr, score_thr)
+        detections += len(conflicts)
+        duplicates += int(conflicts.tril(-1).any(dim=1).sum())
+        one_label += int(_greedy_keep(conflicts).sum())
     return dict(detections=detections, class_duplicates=duplicates,
                 one_label=one_label)
 
