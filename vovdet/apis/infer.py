@@ -13,7 +13,8 @@ with boxes, masks, class names and scores; ``NAME.mp4`` for a video) and
 one per frame for a video). Predictions below ``--score-thr`` are neither
 drawn nor written; with ``--agnostic-nms`` neither are those that box an
 object a higher-scoring prediction of another class already boxes (one
-label per object, :func:`vovdet.analysis.demo_report.suppress_class_duplicates`).
+label per object,
+:func:`vovdet.analysis.demo_report.suppress_class_duplicates`).
 """
 import argparse
 import json
