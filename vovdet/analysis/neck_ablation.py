@@ -58,6 +58,11 @@ LATENCY_ROWS = {
     'model.neck.expand_ratio=0.5 model.neck.bottom_up=osa '
     'model.neck.identity=True':
     ('v2_19slim_192_gn16', 'OSA-PAFPN e=0.5 osa identity'),
+    # The depth knob at 3 layers per module (issue 14's 2,000-iteration
+    # runs), timed with the defaults in its own table.
+    'vovnet19slim_osafpn_maskrcnn_shapes_ablation '
+    'model.neck.layers_per_module=3':
+    ('v2_19slim_192_gn16_depth', 'OSA-FPN n=3'),
 }
 
 
