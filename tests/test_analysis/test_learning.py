@@ -1,5 +1,6 @@
 """The learning benchmark: schedule scaling, loss-log reading, and end-to-end
 runs of a couple of iterations for RefineDet and DSOD on tiny shapes sets."""
+import glob
 import json
 import math
 import os.path as osp
@@ -123,6 +124,15 @@ def test_dsod_benchmark_runs_end_to_end(tmp_path, shapes_root):
     check_result(result, {'loss', 'loss_cls', 'loss_bbox'})
     assert set(result['ap50']) == {'pascal_voc/AP50'}
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
+    # run again in the same work_dir (an interrupted run restarted): the
+    # earlier run's log stays there, the curves are the new run's only
+    again = run_learning_benchmark(
+        DSOD, shapes_root, work, iters=2, batch_size=2, data_spec=spec,
+        cfg_options=loaders)
+    logs = glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))
+    assert len(logs) == 2
+    for name, points in again['curves'].items():
+        assert [i for i, _ in points] == [i for i, _ in result['curves'][name]]
     used = Config.fromfile(osp.join(work, osp.basename(DSOD)))
     # the schedule is scaled to 2 iterations: warm-up 100/1200 -> 0 .. 1
     assert used.param_scheduler[0].end == 1

@@ -24,7 +24,7 @@ import os
 import os.path as osp
 import textwrap
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
@@ -115,20 +115,33 @@ def scaled_config(config: str,
     return cfg
 
 
-def _logged_records(work_dir: str):
-    """Every record of every ``scalars.json`` mmengine wrote under
-    ``work_dir`` (one per run, in ``<timestamp>/vis_data/``)."""
-    for folder, _, files in os.walk(work_dir):
-        if 'scalars.json' in files:
-            with open(osp.join(folder, 'scalars.json')) as f:
+# {name: [(iteration or step, value), ...]}
+Curves = Dict[str, List[Tuple[int, float]]]
+
+
+def _scalar_files(work_dir: str) -> List[str]:
+    """Every ``scalars.json`` mmengine wrote under ``work_dir`` (one per
+    run, in ``<timestamp>/vis_data/``)."""
+    return sorted(
+        osp.join(folder, 'scalars.json')
+        for folder, _, files in os.walk(work_dir) if 'scalars.json' in files)
+
+
+def _logged_records(work_dir: str, skip: Iterable[str] = ()):
+    """Every record of :func:`_scalar_files` but those in ``skip``."""
+    skip = set(skip)
+    for path in _scalar_files(work_dir):
+        if path not in skip:
+            with open(path) as f:
                 yield from (json.loads(line) for line in f)
 
 
-def logged_losses(work_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+def logged_losses(work_dir: str, skip: Iterable[str] = ()) -> Curves:
     """``{loss name: [(iteration, value), ...]}`` of every training loss
-    (``loss`` and each ``loss_*``) mmengine logged under ``work_dir``."""
+    (``loss`` and each ``loss_*``) mmengine logged under ``work_dir``, but
+    in the ``scalars.json`` files of ``skip`` (earlier runs)."""
     curves: Dict[str, List[Tuple[int, float]]] = {}
-    for record in _logged_records(work_dir):
+    for record in _logged_records(work_dir, skip):
         if 'iter' not in record:
             continue
         for key, value in record.items():
@@ -137,13 +150,14 @@ def logged_losses(work_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     return {key: sorted(points) for key, points in sorted(curves.items())}
 
 
-def logged_metrics(work_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+def logged_metrics(work_dir: str, skip: Iterable[str] = ()) -> Curves:
     """``{metric name: [(step, value), ...]}`` of every validation mmengine
-    logged under ``work_dir`` (its records without ``iter``; the step is the
-    training iteration when the config's ``default_hooks.logger`` has
-    ``log_metric_by_epoch=False``, otherwise the epoch)."""
+    logged under ``work_dir`` but in ``skip`` (its records without ``iter``;
+    the step is the training iteration when the config's
+    ``default_hooks.logger`` has ``log_metric_by_epoch=False``, otherwise the
+    epoch)."""
     curves: Dict[str, List[Tuple[int, float]]] = {}
-    for record in _logged_records(work_dir):
+    for record in _logged_records(work_dir, skip):
         if 'iter' in record or 'step' not in record:
             continue
         for key, value in record.items():
@@ -209,13 +223,16 @@ def run_learning_benchmark(config: str,
     if seed is not None:
         cfg.randomness = dict(seed=seed)
     os.makedirs(work_dir, exist_ok=True)
+    # a work_dir used before (an interrupted or repeated run) keeps that
+    # run's logs; the curves are this run's only
+    earlier_logs = _scalar_files(work_dir)
     used = osp.join(work_dir, osp.basename(config))
     cfg.dump(used)
     train_api.main([used, '--work-dir', work_dir])
     max_iters = cfg.train_cfg.max_iters
     checkpoint = osp.join(work_dir, f'iter_{max_iters}.pth')
     metrics = test_api.main([used, checkpoint, '--work-dir', work_dir])
-    curves = logged_losses(work_dir)
+    curves = logged_losses(work_dir, earlier_logs)
     if 'loss' not in curves:
         raise RuntimeError(f'no training loss was logged under {work_dir}')
     # VOCMetric: '<prefix>/AP50'; CocoMetric: 'coco/{bbox,segm}_mAP_50'
@@ -247,7 +264,7 @@ def run_learning_benchmark(config: str,
         coco_ap=coco_ap,
         val_curves={
             key: [(step, 100 * value) for step, value in points]
-            for key, points in logged_metrics(work_dir).items()
+            for key, points in logged_metrics(work_dir, earlier_logs).items()
             if key.endswith(('AP50', 'mAP_50', 'bbox_mAP', 'segm_mAP'))
         },
         minutes=(time.time() - start) / 60)
