@@ -280,6 +280,7 @@ def plot_tradeoff(points: Sequence[Dict], path: str,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = []
     for p in points:
         color = '#d62728' if p['neck'].startswith('OSA') else '#1f77b4'
         marker = 's' if 'PAFPN' in p['neck'] else 'o'
@@ -288,15 +289,28 @@ def plot_tradeoff(points: Sequence[Dict], path: str,
                     capsize=3)
         ax.plot([x] * len(p['values']), p['values'], '.', color=color,
                 alpha=0.35, markersize=4)
-        ax.annotate(f"{p['neck']} ({len(p['values'])} seeds)",
-                    (x, p['mean']), xytext=(6, 4), textcoords='offset points',
-                    fontsize=7)
+        labels.append(
+            ax.annotate(f"{p['neck']} ({len(p['values'])} seeds)",
+                        (x, p['mean']), xytext=(6, 4),
+                        textcoords='offset points', fontsize=7))
     ax.set_xlabel('neck latency / FPN latency (median, same table; 192 px, '
                   'one CPU thread)')
     ax.set_ylabel(f'{metric} (%), mean ± std over seeds')
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    # necks of similar latency and accuracy: a label that would cover one
+    # placed before it moves below its point, then further out
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in sorted(labels, key=lambda a: a.xy[0]):
+        for dy in (4, -11, 14, -21):
+            label.xyann = (6, dy)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(box)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
