@@ -128,7 +128,8 @@ def _scalar_files(work_dir: str) -> List[str]:
 
 
 def _logged_records(work_dir: str, skip: Iterable[str] = ()):
-    """Every record of :func:`_scalar_files` but those in ``skip``."""
+    """Every record of :func:`_scalar_files`, except of those in
+    ``skip``."""
     skip = set(skip)
     for path in _scalar_files(work_dir):
         if path not in skip:
@@ -138,9 +139,9 @@ def _logged_records(work_dir: str, skip: Iterable[str] = ()):
 
 def logged_losses(work_dir: str, skip: Iterable[str] = ()) -> Curves:
     """``{loss name: [(iteration, value), ...]}`` of every training loss
-    (``loss`` and each ``loss_*``) mmengine logged under ``work_dir``, but
-    in the ``scalars.json`` files of ``skip`` (earlier runs)."""
-    curves: Dict[str, List[Tuple[int, float]]] = {}
+    (``loss`` and each ``loss_*``) mmengine logged under ``work_dir``,
+    except in the ``scalars.json`` files of ``skip`` (earlier runs)."""
+    curves: Curves = {}
     for record in _logged_records(work_dir, skip):
         if 'iter' not in record:
             continue
@@ -152,11 +153,11 @@ def logged_losses(work_dir: str, skip: Iterable[str] = ()) -> Curves:
 
 def logged_metrics(work_dir: str, skip: Iterable[str] = ()) -> Curves:
     """``{metric name: [(step, value), ...]}`` of every validation mmengine
-    logged under ``work_dir`` but in ``skip`` (its records without ``iter``;
-    the step is the training iteration when the config's
+    logged under ``work_dir``, except in the files of ``skip`` (its records
+    without ``iter``; the step is the training iteration when the config's
     ``default_hooks.logger`` has ``log_metric_by_epoch=False``, otherwise the
     epoch)."""
-    curves: Dict[str, List[Tuple[int, float]]] = {}
+    curves: Curves = {}
     for record in _logged_records(work_dir, skip):
         if 'iter' in record or 'step' not in record:
             continue
