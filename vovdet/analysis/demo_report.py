@@ -78,6 +78,12 @@ def class_duplicates(bboxes, scores, labels, score_thr: float = 0.3,
     """
     _, conflicts = _ranked_conflicts(bboxes, scores, labels, iou_thr,
                                      score_thr)
+    return _count_ranked_duplicates(conflicts)
+
+
+def _count_ranked_duplicates(conflicts) -> int:
+    """How many ranked boxes conflict with one ranked above them
+    (``conflicts`` as :func:`_ranked_conflicts` returns)."""
     # row i, column j < i: box j ranks above box i
     return int(conflicts.tril(-1).any(dim=1).sum())
 
@@ -148,7 +154,7 @@ def count_class_duplicates(
         _, conflicts = _ranked_conflicts(pred['bboxes'], pred['scores'],
                                          pred['labels'], iou_thr, score_thr)
         detections += len(conflicts)
-        duplicates += int(conflicts.tril(-1).any(dim=1).sum())
+        duplicates += _count_ranked_duplicates(conflicts)
         one_label += int(_greedy_keep(conflicts).sum())
     return dict(detections=detections, class_duplicates=duplicates,
                 one_label=one_label)
